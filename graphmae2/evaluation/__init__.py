@@ -1,0 +1,15 @@
+"""Evaluation of a pre-trained encoder: linear probe, fine-tuning, k-means clustering.
+
+Every function here is deterministic for fixed inputs and seed and leaves torch's
+global RNG state as it found it; all randomness comes from the ``"probe"`` stream of
+:mod:`graphmae2.seeding`, so evaluation never shifts or depends on training's draws.
+"""
+from .cluster import cluster
+from .finetune import finetune
+from .linear import linear_probe
+from .selection import BestValidation, ProbeResult
+
+#: Evaluation modes, in the order the config lists them.
+EVAL_MODES = ("linear", "finetune", "cluster")
+
+__all__ = ["EVAL_MODES", "BestValidation", "ProbeResult", "cluster", "finetune", "linear_probe"]

@@ -1,0 +1,183 @@
+"""Graph attention (Velickovic et al., 2018, https://arxiv.org/abs/1710.10903)."""
+from __future__ import annotations
+
+import math
+from typing import List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .. import ops
+from ..graph import Graph
+from .common import make_activation, make_norm
+
+
+class GATConv(nn.Module):
+    r"""Multi-head graph attention layer.
+
+    .. math::
+        \alpha^{k}_{ij} = \mathrm{softmax}_{j \in \mathcal{N}(i)}\big(
+            \mathrm{LeakyReLU}(a_{dst}^{k\top} W^k x_i + a_{src}^{k\top} W^k x_j)\big), \qquad
+        h_i = \sigma\Big(\mathrm{norm}\big(\big\Vert_{k} \textstyle\sum_{j \in \mathcal{N}(i)}
+            \alpha^{k}_{ij} W^k x_j + R x_i + b\big)\Big)
+
+    where :math:`\Vert` concatenates the heads (or averages them when ``concat=False``)
+    and :math:`R` is the optional residual projection (identity when shapes match).
+    Splitting :math:`a^\top [W x_i \Vert W x_j]` into two dot products is the same score,
+    computed per node instead of per edge.
+
+    Args:
+        in_dim: input feature size.
+        out_dim: output size per head.
+        num_heads: attention heads.
+        feat_drop: dropout on the input features (default: 0).
+        attn_drop: dropout on the attention weights (default: 0).
+        negative_slope: LeakyReLU slope of the scores (default: 0.2).
+        residual: add a residual connection (default: False).
+        activation: ``prelu | elu | relu | gelu | none`` (default: none).
+        norm: ``none | layernorm | batchnorm`` (default: none).
+        concat: concatenate the heads, else average them (default: True).
+        bias: learn an additive bias (default: True).
+
+    Shapes:
+        input ``[num_nodes, in_dim]``, output ``[num_nodes, num_heads * out_dim]`` if
+        ``concat`` else ``[num_nodes, out_dim]``.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, num_heads: int = 1, feat_drop: float = 0.0,
+                 attn_drop: float = 0.0, negative_slope: float = 0.2, residual: bool = False,
+                 activation: Optional[str] = None, norm: Optional[str] = None,
+                 concat: bool = True, bias: bool = True) -> None:
+        super().__init__()
+        self.in_dim = in_dim
+        self.out_dim = out_dim
+        self.num_heads = num_heads
+        self.feat_drop = feat_drop
+        self.attn_drop = attn_drop
+        self.negative_slope = negative_slope
+        self.concat = concat
+        self.weight = nn.Parameter(torch.empty(in_dim, num_heads * out_dim))
+        self.att_src = nn.Parameter(torch.empty(num_heads, out_dim))
+        self.att_dst = nn.Parameter(torch.empty(num_heads, out_dim))
+        out_total = num_heads * out_dim if concat else out_dim
+        if bias:
+            self.bias = nn.Parameter(torch.empty(out_total))
+        else:
+            self.register_parameter("bias", None)
+        self.residual = residual
+        if residual and in_dim != num_heads * out_dim:
+            self.res_weight = nn.Parameter(torch.empty(in_dim, num_heads * out_dim))
+        else:
+            self.register_parameter("res_weight", None)
+        self.norm = make_norm(norm, out_total)
+        self.act = make_activation(activation)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        gain = nn.init.calculate_gain("relu")
+        # xavier_normal_ on a [in, heads*out] matrix, treating each head as its own layer.
+        std = gain * math.sqrt(2.0 / (self.in_dim + self.num_heads * self.out_dim))
+        nn.init.normal_(self.weight, 0.0, std)
+        nn.init.xavier_normal_(self.att_src.view(1, -1), gain=gain)
+        nn.init.xavier_normal_(self.att_dst.view(1, -1), gain=gain)
+        if self.res_weight is not None:
+            nn.init.normal_(self.res_weight, 0.0, std)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def project(self, x: Tensor) -> Tensor:
+        """Dropout then ``x W``: ``[N, in_dim] -> [N, heads * out_dim]`` (dense or
+        :class:`~graphmae2.ops.SparseRows` input)."""
+        return ops.project(x, self.weight, self.feat_drop, self.training)
+
+    def propagate(self, graph: Graph, z: Tensor, res: Optional[Tensor] = None) -> Tensor:
+        """Attention and aggregation of projected features ``z``, then residual ``res``
+        (already projected), bias, norm and activation."""
+        n, h, d = z.shape[0], self.num_heads, self.out_dim
+        z = z.view(n, h, d)                                                     # (N, H, D)
+        score_src = (z * self.att_src).sum(-1)                                  # (N, H)
+        score_dst = (z * self.att_dst).sum(-1)                                  # (N, H)
+        score = ops.gather_src(graph, score_src) + ops.gather_dst(graph, score_dst)  # (E, H)
+        alpha = ops.segment_softmax(graph, F.leaky_relu(score, self.negative_slope))
+        alpha = F.dropout(alpha, self.attn_drop, self.training)
+        out = ops.spmm(graph, z, alpha)                                         # (N, H, D)
+        if res is not None:
+            out = out + res.view(n, h, d)
+        out = out.reshape(n, h * d) if self.concat else out.mean(1)
+        if self.bias is not None:
+            out = out + self.bias
+        return self.act(self.norm(out))
+
+    def forward(self, graph: Graph, x: Tensor) -> Tensor:
+        res = None
+        if self.residual:
+            if self.res_weight is not None:
+                res = ops.project(x, self.res_weight, self.feat_drop, self.training)
+            elif isinstance(x, Tensor):
+                res = F.dropout(x, self.feat_drop, self.training)
+            else:
+                raise ValueError("GATConv: an identity residual needs dense input features")
+        return self.propagate(graph, self.project(x), res)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.in_dim}, {self.out_dim}, heads={self.num_heads})"
+
+
+class GAT(nn.Module):
+    """A stack of :class:`GATConv` layers, as GraphMAE2 uses for encoder and decoder.
+
+    Hidden layers have ``num_heads`` heads of size ``hidden_dim`` (concatenated) and
+    the activation, residual and norm. The last layer has ``num_out_heads`` heads of
+    size ``out_dim``; it keeps activation/residual/norm only when ``encoding`` is true
+    (an encoder's output is a representation, a decoder's is a reconstruction).
+
+    Shapes:
+        ``[num_nodes, in_dim] -> [num_nodes, num_out_heads * out_dim]`` (concat) or
+        ``[num_nodes, out_dim]``; ``self.out_dim`` holds the output width.
+    """
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int,
+                 num_heads: int, num_out_heads: int, activation: str = "prelu",
+                 feat_drop: float = 0.0, attn_drop: float = 0.0, negative_slope: float = 0.2,
+                 residual: bool = False, norm: str = "none", concat_out: bool = True,
+                 encoding: bool = True) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList()
+        dim = in_dim
+        for _ in range(num_layers - 1):
+            self.layers.append(GATConv(dim, hidden_dim, num_heads, feat_drop, attn_drop,
+                                       negative_slope, residual, activation, norm))
+            dim = hidden_dim * num_heads
+        self.layers.append(GATConv(
+            dim, out_dim, num_out_heads, feat_drop, attn_drop, negative_slope,
+            residual and encoding, activation if encoding else None,
+            norm if encoding else None, concat=concat_out))
+        self.out_dim = out_dim * num_out_heads if concat_out else out_dim
+
+    def forward(self, graph: Graph, x: Tensor) -> Tensor:
+        for layer in self.layers:
+            x = layer(graph, x)
+        return x
+
+    def forward_views(self, graph: Graph, x: Tensor, views: Sequence[Tensor], token: Tensor) -> List[Tensor]:
+        """Outputs for several copies of ``x``, each with rows ``views[k]`` replaced by
+        ``token``.
+
+        Row replacement commutes with the first projection, so ``x W`` and ``token W``
+        are computed once and blended per view: one large matmul instead of one per
+        view. The views share one dropout draw on ``x`` (each view still draws its own
+        attention dropout).
+        """
+        first = self.layers[0]
+        if first.residual:
+            return [self(graph, ops.replace_rows(x, nodes, token)) for nodes in views]
+        z, z_token = first.project(x), first.project(token)
+        outs = []
+        for nodes in views:
+            h = first.propagate(graph, ops.replace_rows(z, nodes, z_token))
+            for layer in self.layers[1:]:
+                h = layer(graph, h)
+            outs.append(h)
+        return outs
+

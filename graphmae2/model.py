@@ -1,0 +1,149 @@
+"""GraphMAE2 (Hou et al., WWW 2023, https://arxiv.org/abs/2304.04779).
+
+Two regularisers on top of masked feature reconstruction:
+
+* multi-view random re-masking: the encoder output of every node is decoded
+  ``num_remask`` times, each time with a fresh random ``remask_rate`` of nodes replaced
+  by a learnable decoder token; the scaled cosine error (SCE) on the encoder-masked
+  nodes is summed over views;
+* latent prediction: a projector + predictor on the online encoder output must match an
+  EMA teacher's projected representation of the *unmasked* graph (SCE, exponent 1,
+  weight ``lam``), on the nodes the encoder saw unmasked.
+
+Masks are drawn by the caller (see :mod:`graphmae2.trainer`) from named RNG streams and
+passed in, so the model itself holds no randomness but dropout.
+"""
+from __future__ import annotations
+
+from typing import Dict, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import ModelConfig
+from .graph import Graph
+from .layers import build_network
+from . import ops
+from .masking import EncoderMask, masked_input, token_rows
+
+
+def sce_loss(pred: Tensor, target: Tensor, alpha: float) -> Tensor:
+    r"""Scaled cosine error :math:`\mathrm{mean}_i (1 - \cos(p_i, t_i))^\alpha`."""
+    pred = F.normalize(pred, p=2, dim=-1)
+    target = F.normalize(target, p=2, dim=-1)
+    return (1.0 - (pred * target).sum(-1)).pow(alpha).mean()
+
+
+class GraphMAE2(nn.Module):
+    """Online side of GraphMAE2: encoder, decoder, projector, predictor and tokens.
+
+    The EMA teacher is a separate :class:`~graphmae2.ema.EMATeacher` over
+    :meth:`ema_source` (encoder + projector), passed to :meth:`forward`.
+
+    Args:
+        in_dim: input feature size.
+        cfg: the ``model`` section of the config.
+    """
+
+    def __init__(self, in_dim: int, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.in_dim = in_dim
+        self.cfg = cfg
+        hidden = cfg.num_hidden
+        heads = cfg.num_heads if cfg.encoder == "gat" else 1
+        per_head = hidden // heads
+        self.encoder = build_network(
+            cfg.encoder, in_dim=in_dim, hidden_dim=per_head, out_dim=per_head,
+            num_layers=cfg.num_layers, num_heads=heads, num_out_heads=heads,
+            activation=cfg.activation, feat_drop=cfg.in_drop, attn_drop=cfg.attn_drop,
+            negative_slope=cfg.negative_slope, residual=cfg.residual, norm=cfg.norm,
+            concat_out=True, encoding=True)
+        self.decoder = build_network(
+            cfg.decoder, in_dim=hidden, hidden_dim=hidden, out_dim=in_dim, num_layers=1,
+            num_heads=cfg.num_out_heads, num_out_heads=cfg.num_out_heads,
+            activation=cfg.activation, feat_drop=cfg.in_drop, attn_drop=cfg.attn_drop,
+            negative_slope=cfg.negative_slope, residual=False, norm="none",
+            concat_out=True, encoding=False)
+        self.encoder_to_decoder = nn.Linear(hidden, hidden, bias=False)
+        self.projector = nn.Sequential(nn.Linear(hidden, cfg.projector_hidden), nn.PReLU(),
+                                       nn.Linear(cfg.projector_hidden, hidden))
+        self.predictor = nn.Sequential(nn.PReLU(), nn.Linear(hidden, hidden))
+        # Decode all views with one shared first projection when the decoder supports
+        # it (GAT); False runs the decoder once per view, as a direct transcription would.
+        self.shared_views = hasattr(self.decoder, "forward_views")
+        self.enc_mask_token = nn.Parameter(torch.empty(1, in_dim))
+        self.dec_mask_token = nn.Parameter(torch.empty(1, hidden))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Tokens start at zero: a masked node initially looks like an empty feature row."""
+        nn.init.zeros_(self.enc_mask_token)
+        nn.init.zeros_(self.dec_mask_token)
+
+    @property
+    def out_dim(self) -> int:
+        return self.encoder.out_dim
+
+    def ema_source(self) -> nn.ModuleDict:
+        """The modules the EMA teacher tracks (shared with this model, not copies)."""
+        return nn.ModuleDict({"encoder": self.encoder, "projector": self.projector})
+
+    def forward(self, graph: Graph, x: Tensor, teacher: nn.Module, mask: EncoderMask,
+                remasks: Sequence[Tensor], sparse_input: bool = False) -> Dict[str, Tensor]:
+        """Losses for one step.
+
+        Args:
+            graph: graph with self-loops.
+            x: ``[N, F]`` input features.
+            teacher: EMA copy of :meth:`ema_source` (``.encoder``, ``.projector``).
+            mask: the encoder mask for this step.
+            remasks: node indices to re-mask, one tensor per decoding view (ignored for
+                ``remask_method: fixed``).
+            sparse_input: run the first projection as a sparse product (exact; pays off
+                for sparse features on the CPU).
+
+        Returns:
+            ``{"loss", "rec", "latent"}`` scalars; ``loss = rec + lam * latent``.
+        """
+        dev = x.device
+        mask_nodes = mask.mask_nodes.to(dev)
+        keep_nodes = mask.keep_nodes.to(dev)
+        x_in = masked_input(x, mask)
+        is_token = token_rows(x.shape[0], mask, dev, x.dtype)
+        if sparse_input:
+            x_in = ops.SparseRows(x_in, is_token, self.enc_mask_token)
+        else:
+            x_in = x_in + is_token * self.enc_mask_token
+        enc = self.encoder(graph, x_in)                                         # (N, hidden)
+
+        rep = self.encoder_to_decoder(enc)
+        if self.cfg.remask_method == "fixed":
+            nodes, token = [mask.mask_nodes], torch.zeros_like(self.dec_mask_token)
+        else:
+            nodes, token = list(remasks), self.dec_mask_token
+        if self.shared_views:
+            recons = self.decoder.forward_views(graph, rep, nodes, token)
+        else:
+            recons = [self.decoder(graph, ops.replace_rows(rep, n, token)) for n in nodes]
+        target = x[mask_nodes]
+        rec = sum(sce_loss(r[mask_nodes], target, self.cfg.alpha_l) for r in recons)
+
+        if self.cfg.lam > 0:
+            with torch.no_grad():
+                teacher_in = ops.SparseRows(x) if sparse_input else x
+                latent_target = teacher.projector(teacher.encoder(graph, teacher_in)[keep_nodes])
+            latent_pred = self.predictor(self.projector(enc[keep_nodes]))
+            latent = sce_loss(latent_pred, latent_target, 1.0)
+        else:
+            latent = rec.new_zeros(())
+        return {"loss": rec + self.cfg.lam * latent, "rec": rec, "latent": latent}
+
+    @torch.no_grad()
+    def embed(self, graph: Graph, x: Tensor) -> Tensor:
+        """Encoder output on the unmasked graph, in eval mode: ``[N, F] -> [N, hidden]``."""
+        was_training = self.training
+        self.eval()
+        out = self.encoder(graph, x)
+        self.train(was_training)
+        return out

@@ -1,0 +1,275 @@
+"""Message-passing primitives over a destination-sorted CSR :class:`~graphmae2.graph.Graph`.
+
+Pure functions: tensors in, tensors out, no state, no randomness. Every reduction over
+edges runs in the CSR's fixed order, in the forward and the backward pass, so results
+repeat bitwise on the CPU, and on CUDA when deterministic algorithms are enabled:
+
+* ``gather_src`` / ``gather_dst``: per-edge copies of node values; their backward sums
+  per node with ``torch.segment_reduce`` over a sorted layout instead of atomics.
+* ``segment_sum`` / ``segment_softmax``: reductions over each node's incoming edges.
+* ``spmm``: ``out[v] = sum_{u -> v} w_uv * x[u]``, the hot loop of GAT and GCN. On the
+  CPU it is a sparse-CSR matrix product (each output row summed by one thread in index
+  order); on CUDA with deterministic algorithms on it is gather + segment sum.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .graph import Graph
+
+# Sparse CSR is marked beta, but the CSR x dense product used here is stable and tested.
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+
+
+def _segment_sum(values: Tensor, indptr: Tensor) -> Tensor:
+    """Sum consecutive runs of ``values`` (dim 0) delimited by ``indptr``."""
+    if values.shape[0] == 0:
+        return values.new_zeros((indptr.numel() - 1,) + tuple(values.shape[1:]))
+    return torch.segment_reduce(values, "sum", offsets=indptr, axis=0, unsafe=True)
+
+
+class _GatherSrc(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, graph: Graph) -> Tensor:  # noqa: D102
+        ctx.graph = graph
+        return x.index_select(0, graph.indices)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # noqa: D102
+        indptr, _, perm = ctx.graph.reverse
+        return _segment_sum(grad.index_select(0, perm), indptr), None
+
+
+class _GatherDst(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, graph: Graph) -> Tensor:  # noqa: D102
+        ctx.graph = graph
+        return x.index_select(0, graph.dst)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # noqa: D102
+        return _segment_sum(grad, ctx.graph.indptr), None
+
+
+def gather_src(graph: Graph, x: Tensor) -> Tensor:
+    """``x[src]`` for every edge: ``[num_nodes, *] -> [num_edges, *]``."""
+    return _GatherSrc.apply(x, graph)
+
+
+def gather_dst(graph: Graph, x: Tensor) -> Tensor:
+    """``x[dst]`` for every edge: ``[num_nodes, *] -> [num_edges, *]``."""
+    return _GatherDst.apply(x, graph)
+
+
+def segment_sum(graph: Graph, values: Tensor) -> Tensor:
+    """Sum edge values into their destination node: ``[num_edges, *] -> [num_nodes, *]``.
+
+    Nodes without incoming edges get 0.
+    """
+    return _segment_sum(values, graph.indptr)
+
+
+def segment_softmax(graph: Graph, scores: Tensor) -> Tensor:
+    """Softmax of edge ``scores`` over each destination's incoming edges.
+
+    ``[num_edges, *] -> [num_edges, *]``; the weights into every node with at least one
+    incoming edge sum to 1. The per-node maximum is subtracted first (detached: softmax
+    is invariant to it) so large scores cannot overflow.
+    """
+    with torch.no_grad():
+        peak = torch.segment_reduce(scores, "max", offsets=graph.indptr, axis=0, unsafe=True)
+        peak = torch.nan_to_num(peak, neginf=0.0)  # nodes with no in-edges
+    e = torch.exp(scores - gather_dst(graph, peak))
+    denom = gather_dst(graph, segment_sum(graph, e))
+    return e / denom
+
+
+def _expand_heads(indptr: Tensor, indices: Tensor, num_nodes: int, heads: int):  # noqa: ANN202
+    """CSR of the block matrix acting on ``x.view(N * heads, D)``: row ``v*H + h`` holds
+    node ``v``'s in-edges for head ``h``, columns ``u*H + h``. Returns ``(crow, col,
+    perm)`` with ``perm`` mapping each stored entry to its index in a flat ``[E, H]``
+    weight tensor. One sparse product then serves every head."""
+    deg = indptr[1:] - indptr[:-1]
+    num_edges = indices.numel()
+    dst = torch.repeat_interleave(torch.arange(num_nodes, device=indptr.device), deg)
+    e = torch.arange(num_edges, device=indptr.device)
+    h = torch.arange(heads, device=indptr.device)
+    pos = (indptr[dst] * heads + (e - indptr[dst])).unsqueeze(1) + h * deg[dst].unsqueeze(1)  # (E, H)
+    perm = torch.empty(num_edges * heads, dtype=torch.long, device=indptr.device)
+    perm[pos.reshape(-1)] = (e.unsqueeze(1) * heads + h).reshape(-1)
+    col = torch.empty_like(perm)
+    col[pos.reshape(-1)] = (indices.unsqueeze(1) * heads + h).reshape(-1)
+    crow = torch.empty(num_nodes * heads + 1, dtype=torch.long, device=indptr.device)
+    crow[:-1] = (indptr[:-1].unsqueeze(1) * heads + h * deg.unsqueeze(1)).reshape(-1)
+    crow[-1] = num_edges * heads
+    return crow, col, perm
+
+
+def _head_layout(graph: Graph, heads: int, reverse: bool):  # noqa: ANN202
+    """Cached :func:`_expand_heads` of the graph (or of its reverse)."""
+    cache = graph.__dict__.setdefault("_head_layouts", {})
+    key = (heads, reverse)
+    if key not in cache:
+        if reverse:
+            indptr, rev_dst, _ = graph.reverse
+            cache[key] = _expand_heads(indptr, rev_dst, graph.num_nodes, heads)
+        else:
+            cache[key] = _expand_heads(graph.indptr, graph.indices, graph.num_nodes, heads)
+    return cache[key]
+
+
+def _block_matmul(layout, values: Tensor, x: Tensor) -> Tensor:  # noqa: ANN001
+    crow, col, perm = layout
+    n, h, d = x.shape
+    a = torch.sparse_csr_tensor(crow, col, values.reshape(-1)[perm], (n * h, n * h),
+                                check_invariants=False)
+    return (a @ x.reshape(n * h, d)).view(n, h, d)
+
+
+class _SpMM(torch.autograd.Function):
+    """``out[v, h] = sum_e w[e, h] * x[src_e, h]`` as one sparse CSR product."""
+
+    @staticmethod
+    def forward(ctx, weight: Tensor, x: Tensor, graph: Graph) -> Tensor:  # noqa: D102
+        ctx.graph = graph
+        ctx.save_for_backward(weight, x)
+        return _block_matmul(_head_layout(graph, x.shape[1], False), weight, x.contiguous())
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # noqa: D102
+        weight, x = ctx.saved_tensors
+        graph = ctx.graph
+        grad = grad.contiguous()
+        grad_w = grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_w = _sddmm(graph, grad, x)
+        if ctx.needs_input_grad[1]:
+            _, _, perm = graph.reverse
+            grad_x = _block_matmul(_head_layout(graph, x.shape[1], True), weight[perm], grad)
+        return grad_w, grad_x, None
+
+
+def _sddmm(graph: Graph, a: Tensor, b: Tensor) -> Tensor:
+    """``out[e, h] = <a[dst_e, h], b[src_e, h]>``: one independent dot product per edge."""
+    if a.device.type == "cpu":
+        crow, col, perm = _head_layout(graph, a.shape[1], False)
+        n, h, d = a.shape
+        pattern = torch.sparse_csr_tensor(crow, col, a.new_zeros(col.numel()), (n * h, n * h),
+                                          check_invariants=False)
+        vals = torch.sparse.sampled_addmm(pattern, a.reshape(n * h, d), b.reshape(n * h, d).t(),
+                                          beta=0.0).values()
+        out = torch.empty_like(vals)
+        out[perm] = vals
+        return out.view(graph.num_edges, h)
+    out = a.new_empty(graph.num_edges, a.shape[1])
+    chunk = max(1, (1 << 24) // max(1, a.shape[1] * a.shape[2]))  # bound the gathered copies
+    for s in range(0, graph.num_edges, chunk):
+        dst, src = graph.dst[s:s + chunk], graph.indices[s:s + chunk]
+        out[s:s + chunk] = (a.index_select(0, dst) * b.index_select(0, src)).sum(-1)
+    return out
+
+
+class _SparseLinear(torch.autograd.Function):
+    """``x @ weight`` for a sparse CSR ``x``; the weight gradient is ``x^T @ grad``,
+    computed from an explicit CSR transpose (row-parallel, fixed order)."""
+
+    @staticmethod
+    def forward(ctx, weight: Tensor, x: Tensor, x_t: Tensor) -> Tensor:  # noqa: D102
+        ctx.x_t = x_t
+        return x @ weight
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # noqa: D102
+        return ctx.x_t @ grad, None, None
+
+
+class SparseRows:
+    """Input features held as a sparse CSR matrix (and its transpose), plus optionally a
+    learnable ``token`` row blended into the rows flagged in ``token_rows``.
+
+    Citation-graph features are ~1% dense, so the first layer's projection as a sparse
+    product is exact and an order of magnitude cheaper than the dense one.
+    """
+
+    def __init__(self, dense: Tensor, token_rows: Optional[Tensor] = None,
+                 token: Optional[Tensor] = None) -> None:
+        csr = dense.to_sparse_csr()
+        self.crow, self.col, self.values = csr.crow_indices(), csr.col_indices(), csr.values()
+        self.shape = tuple(dense.shape)
+        # Transpose by a stable sort on the column: entries come out column-major with
+        # rows ascending, and ``order`` maps them back to the row-major values.
+        self.order = torch.sort(self.col, stable=True).indices
+        rows = torch.repeat_interleave(torch.arange(self.shape[0], device=dense.device),
+                                       self.crow[1:] - self.crow[:-1])
+        self.crow_t = torch.zeros(self.shape[1] + 1, dtype=torch.long, device=dense.device)
+        self.crow_t[1:] = torch.bincount(self.col, minlength=self.shape[1]).cumsum(0)
+        self.col_t = rows[self.order]
+        self.token_rows = token_rows
+        self.token = token
+
+    def project(self, weight: Tensor, dropout: float, training: bool) -> Tensor:
+        """``dropout(x) @ weight``. Dropout acts on the stored non-zeros (the zeros stay
+        zero either way) and on the token vector, one draw shared by its rows."""
+        values = self.values
+        if training and dropout > 0:
+            values = F.dropout(values, dropout, True)
+        x = torch.sparse_csr_tensor(self.crow, self.col, values, self.shape, check_invariants=False)
+        x_t = torch.sparse_csr_tensor(self.crow_t, self.col_t, values[self.order],
+                                      self.shape[::-1], check_invariants=False)
+        out = _SparseLinear.apply(weight, x, x_t)
+        if self.token is not None:
+            token = F.dropout(self.token, dropout, training)
+            out = out + self.token_rows * (token @ weight)
+        return out
+
+
+def replace_rows(x: Tensor, nodes: Tensor, row: Tensor) -> Tensor:
+    """Copy of ``x [N, D]`` with rows ``nodes`` set to ``row [1, D]``.
+
+    Written as a blend rather than an indexed write so ``row`` (a learnable token)
+    receives gradients; untouched rows are bitwise unchanged.
+    """
+    is_row = torch.zeros(x.shape[0], 1, dtype=x.dtype, device=x.device)
+    is_row[nodes.to(x.device)] = 1.0
+    return x * (1.0 - is_row) + is_row * row
+
+
+def project(x, weight: Tensor, dropout: float, training: bool) -> Tensor:  # noqa: ANN001
+    """``dropout(x) @ weight`` for a dense tensor or :class:`SparseRows` input."""
+    if isinstance(x, SparseRows):
+        return x.project(weight, dropout, training)
+    return F.dropout(x, dropout, training) @ weight
+
+
+def _use_segment_path(x: Tensor) -> bool:
+    return x.device.type != "cpu" and torch.are_deterministic_algorithms_enabled()
+
+
+def spmm(graph: Graph, x: Tensor, weight: Optional[Tensor] = None) -> Tensor:
+    """Weighted sum of source features into destinations.
+
+    Args:
+        graph: the graph.
+        x: ``[num_nodes, heads, dim]`` or ``[num_nodes, dim]`` node features.
+        weight: ``[num_edges, heads]`` (or ``[num_edges]``) edge weights; ``None`` for 1.
+
+    Returns:
+        ``out`` with ``out[v] = sum_{e = (u -> v)} weight[e] * x[u]``, same shape as ``x``.
+    """
+    squeeze = x.dim() == 2
+    if squeeze:
+        x = x.unsqueeze(1)
+    if weight is None:
+        weight = x.new_ones(graph.num_edges, x.shape[1])
+    elif weight.dim() == 1:
+        weight = weight.unsqueeze(1)
+    if _use_segment_path(x):
+        out = segment_sum(graph, gather_src(graph, x) * weight.unsqueeze(-1))
+    else:
+        out = _SpMM.apply(weight, x, graph)
+    return out.squeeze(1) if squeeze else out

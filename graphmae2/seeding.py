@@ -1,0 +1,144 @@
+"""Seeding: global flags checked after setting, named RNG streams, name-keyed init.
+
+Three ideas keep a run repeatable:
+
+* ``seed_everything`` seeds every library and sets the determinism flags, then reads
+  each flag back, so a misspelt attribute fails loudly instead of doing nothing.
+* Named streams: every consumer of randomness (encoder masking, each remask view,
+  dropout, the probe, data loaders) draws from a ``torch.Generator`` derived from
+  ``(seed, stream name, step, ...)`` through SHA-256. Turning one consumer on or off,
+  or changing how many views it draws, never shifts another consumer's numbers, and a
+  resumed run needs only the step counter to land on the same draws.
+* Name-keyed initialisation: each parameter is initialised from a generator seeded by
+  ``(seed, qualified parameter name)``, so adding an unused layer does not move the
+  initial value of any other parameter.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+import sys
+from typing import Any, Dict, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+_logger = logging.getLogger(__name__)
+
+#: Streams the package draws from. Each is independent of the others.
+STREAMS = ("init", "mask", "remask", "dropout", "probe", "loader")
+
+_HASHSEED_AT_START = os.environ.get("PYTHONHASHSEED")
+
+
+def derive_seed(seed: int, *keys: Union[str, int]) -> int:
+    """A 63-bit seed from ``seed`` and any keys, stable across processes and platforms.
+
+    Uses SHA-256 rather than Python's ``hash()``, which is salted per process.
+    """
+    text = "\x1f".join([str(int(seed))] + [str(k) for k in keys])
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
+
+
+def generator(seed: int, *keys: Union[str, int], device: Union[str, torch.device] = "cpu") -> torch.Generator:
+    """A fresh ``torch.Generator`` on ``device`` seeded by ``derive_seed(seed, *keys)``."""
+    g = torch.Generator(device=device)
+    g.manual_seed(derive_seed(seed, *keys))
+    return g
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> Dict[str, Any]:
+    """Seed ``random``, NumPy and torch (CPU and every CUDA device); optionally force
+    deterministic kernels. Returns a record of what was set, read back from the
+    libraries themselves.
+
+    Raises ``RuntimeError`` if a flag does not read back as set.
+    """
+    if deterministic:
+        # cuBLAS reads this when CUDA initialises; setting it later has no effect.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.use_deterministic_algorithms(deterministic, warn_only=False)
+
+    record = {
+        "seed": int(seed),
+        "deterministic": bool(deterministic),
+        "cudnn.deterministic": bool(torch.backends.cudnn.deterministic),
+        "cudnn.benchmark": bool(torch.backends.cudnn.benchmark),
+        "deterministic_algorithms": bool(torch.are_deterministic_algorithms_enabled()),
+        "CUBLAS_WORKSPACE_CONFIG": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+        "PYTHONHASHSEED": _HASHSEED_AT_START,
+    }
+    expected = {"cudnn.deterministic": deterministic, "cudnn.benchmark": not deterministic,
+                "deterministic_algorithms": deterministic}
+    for key, want in expected.items():
+        if record[key] != want:
+            raise RuntimeError(f"seed_everything: {key} reads back {record[key]}, expected {want}")
+    if deterministic and record["CUBLAS_WORKSPACE_CONFIG"] is None:
+        raise RuntimeError("seed_everything: CUBLAS_WORKSPACE_CONFIG is not set")
+    if deterministic and torch.cuda.is_available() and torch.cuda.is_initialized() \
+            and "CUBLAS_WORKSPACE_CONFIG" not in _ENV_AT_IMPORT:
+        _logger.warning("CUDA was initialised before seed_everything set CUBLAS_WORKSPACE_CONFIG; "
+                        "cuBLAS may still pick non-deterministic kernels. Call it first.")
+    if _HASHSEED_AT_START is None:
+        _logger.warning(
+            "PYTHONHASHSEED was not set when Python started, so the iteration order of sets "
+            "of strings differs between processes (graphmae2 itself does not depend on it). "
+            "Run with PYTHONHASHSEED=0 python train.py ... to rule it out.")
+    return record
+
+
+_ENV_AT_IMPORT = dict(os.environ)
+
+
+def seed_worker(worker_id: int) -> None:
+    """``worker_init_fn`` for DataLoaders: seeds ``random`` and NumPy in each worker from
+    torch's per-worker seed (itself derived from the loader's seeded generator)."""
+    worker_seed = torch.initial_seed() % 2**32
+    np.random.seed(worker_seed)
+    random.seed(worker_seed)
+
+
+def loader_generator(seed: int, epoch: int = 0) -> torch.Generator:
+    """The seeded generator every DataLoader the package creates is given."""
+    return generator(seed, "loader", epoch)
+
+
+@torch.no_grad()
+def init_parameters_by_name(model: nn.Module, seed: int) -> None:
+    """Re-initialise every parameter from a generator keyed by its qualified name.
+
+    For each parameter, the owning module's ``reset_parameters()`` runs with torch's
+    global RNG seeded by ``derive_seed(seed, "init", name)``, and only that parameter's
+    new value is kept. Each value is then a function of (seed, name, the owning module's
+    own definition) only. Parameters whose module has no ``reset_parameters`` keep the
+    value they were built with.
+    """
+    new_values: Dict[str, torch.Tensor] = {}
+    for module_name, module in model.named_modules():
+        reset = getattr(module, "reset_parameters", None)
+        if reset is None:
+            continue
+        for local, param in module.named_parameters(recurse=False):
+            name = f"{module_name}.{local}" if module_name else local
+            saved = {k: v.detach().clone() for k, v in module.state_dict(keep_vars=False).items()}
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(derive_seed(seed, "init", name))
+                reset()
+            new_values[name] = param.detach().clone()
+            module.load_state_dict(saved)
+    params = dict(model.named_parameters())
+    for name, value in new_values.items():
+        params[name].copy_(value)
+
+
+def python_hashseed_set() -> bool:
+    """Whether PYTHONHASHSEED was set when the interpreter started."""
+    return _HASHSEED_AT_START is not None or sys.flags.hash_randomization == 0

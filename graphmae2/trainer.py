@@ -1,0 +1,184 @@
+"""Full-batch GraphMAE2 pre-training for one seed, top to bottom.
+
+Each epoch is one optimizer step: draw masks from their streams, forward, loss, backward,
+clip, step, EMA update, log, checkpoint. Every random draw is keyed by
+``(seed, stream, epoch)`` (see :mod:`graphmae2.seeding`), so a run resumed from a
+checkpoint at epoch k repeats the uninterrupted run bitwise.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import Config
+from .datasets import NodeDataset
+from .ema import EMATeacher, momentum_at
+from .manifest import environment, state_digests, tensor_digest, write_manifest
+from .masking import encoder_mask, remask_nodes
+from .model import GraphMAE2
+from .seeding import derive_seed, generator, init_parameters_by_name, seed_everything
+
+_logger = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN/Inf loss (``train.on_nan: stop``)."""
+
+
+@dataclass
+class PretrainResult:
+    model: GraphMAE2
+    teacher: EMATeacher
+    losses: List[float] = field(default_factory=list)
+    seconds: float = 0.0
+    epochs: int = 0
+
+
+def build_model(cfg: Config, in_dim: int, seed: int) -> GraphMAE2:
+    """The model with every parameter initialised from ``(seed, parameter name)``."""
+    model = GraphMAE2(in_dim, cfg.model)
+    init_parameters_by_name(model, seed)
+    return model
+
+
+def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
+    kind = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg.train.optimizer]
+    return kind(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+
+
+def lr_factor(epoch: int, max_epoch: int, schedule: str) -> float:
+    """Multiplier of the base LR at ``epoch``: 1, or half a cosine from 1 down to 0."""
+    if schedule == "cosine":
+        return (1.0 + math.cos(math.pi * epoch / max_epoch)) * 0.5
+    return 1.0
+
+
+def draw_masks(cfg: Config, seed: int, epoch: int, num_nodes: int):  # noqa: ANN201
+    """Encoder mask and remask views for ``epoch``, each from its own stream.
+
+    View ``v`` of epoch ``e`` is keyed by ``(seed, "remask", e, v)``, so changing
+    ``num_remask`` adds or drops views without moving the others or the encoder mask.
+    """
+    m = cfg.model
+    mask = encoder_mask(num_nodes, m.mask_rate, m.replace_rate, generator(seed, "mask", epoch))
+    remasks = []
+    if m.remask_method == "random":
+        remasks = [remask_nodes(num_nodes, m.remask_rate, generator(seed, "remask", epoch, v))
+                   for v in range(m.num_remask)]
+    return mask, remasks
+
+
+def pretrain(cfg: Config, data: NodeDataset, seed: int, device: torch.device,
+             run_dir: Optional[Path] = None, resume: bool = False,
+             progress: bool = True, writer: Any = None) -> PretrainResult:
+    """Pre-train GraphMAE2 on ``data`` for ``cfg.train.max_epoch`` epochs.
+
+    With ``run_dir``, checkpoints go to ``run_dir/checkpoint.pt`` every
+    ``train.checkpoint_every`` epochs and at the end; ``resume`` continues from it.
+    """
+    seeding = seed_everything(seed, cfg.train.deterministic)
+    graph, x = data.graph.to(device), data.x.to(device)
+    # Sparse first-layer projection: exact, and far cheaper for ~1%-dense features on CPU.
+    sparse_input = device.type == "cpu" and float((x != 0).float().mean()) < 0.1
+    t = cfg.train
+    # ====== building model, teacher, optimizer ======
+    model = build_model(cfg, data.num_features, seed).to(device)
+    teacher = EMATeacher(model.ema_source())
+    optimizer = build_optimizer(cfg, model)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda e: lr_factor(e, t.max_epoch, t.scheduler))
+    initial = state_digests(model)
+    losses: List[float] = []
+    start, seconds = 0, 0.0
+    ckpt_path = run_dir / "checkpoint.pt" if run_dir is not None else None
+    if resume and ckpt_path is not None and ckpt_path.exists():
+        state = load_checkpoint(ckpt_path, map_location=device)
+        model.load_state_dict(state["model"])
+        teacher.load_state_dict(state["teacher"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start, losses, seconds = state["epoch"], list(state["losses"]), state["seconds"]
+        _logger.info("resumed seed %d at epoch %d from %s", seed, start, ckpt_path)
+
+    first_mask = draw_masks(cfg, seed, 0, data.num_nodes)[0].mask_nodes
+
+    def checkpoint(epoch: int) -> None:
+        if ckpt_path is None:
+            return
+        save_checkpoint({
+            "config": cfg.to_dict(), "in_dim": data.num_features, "seed": seed, "epoch": epoch,
+            "model": model.state_dict(), "teacher": teacher.state_dict(),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            # Streams are counter-based: (seed, name, epoch) is their whole state.
+            "rng": {"seed": seed, "epoch": epoch, "torch_cpu": torch.get_rng_state()},
+            "losses": losses, "seconds": seconds}, ckpt_path)
+
+    # ====== training loop ======
+    bar = tqdm(range(start, t.max_epoch), initial=start, total=t.max_epoch,
+               desc=f"pretrain seed {seed}", disable=not progress, leave=False, dynamic_ncols=True)
+    for epoch in bar:
+        tic = time.perf_counter()
+        mask, remasks = draw_masks(cfg, seed, epoch, data.num_nodes)
+        torch.manual_seed(derive_seed(seed, "dropout", epoch))  # the dropout stream
+        model.train()
+        parts = model(graph, x, teacher.module, mask, remasks, sparse_input)
+        loss = parts["loss"]
+        if not torch.isfinite(loss):
+            bad = {k: v.item() for k, v in parts.items() if k != "loss" and not torch.isfinite(v)}
+            msg = (f"non-finite loss at epoch {epoch} (seed {seed}): "
+                   + ", ".join(f"{k} = {v}" for k, v in bad.items()))
+            if t.on_nan == "stop":
+                raise NonFiniteLossError(msg + (f"; last good checkpoint: {ckpt_path}" if ckpt_path else ""))
+            _logger.warning("%s; skipping this step (train.on_nan=skip)", msg)
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            losses.append(float("nan"))
+            continue
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if t.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+        optimizer.step()
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+        momentum = momentum_at(epoch, t.max_epoch, cfg.ema.momentum, cfg.ema.momentum_end, cfg.ema.schedule)
+        if epoch < cfg.ema.delay_epochs:
+            teacher.copy_(model.ema_source())
+        else:
+            teacher.update_(model.ema_source(), momentum)
+        seconds += time.perf_counter() - tic
+        # ====== logging and checkpointing ======
+        values = {k: v.item() for k, v in parts.items()}
+        losses.append(values["loss"])
+        bar.set_postfix({k: f"{v:.4f}" for k, v in values.items()})
+        if writer is not None:
+            for name, value in values.items():
+                writer.add_scalar(f"loss/{'total' if name == 'loss' else name}", value, epoch)
+            writer.add_scalar("lr", lr, epoch)
+            writer.add_scalar("ema/momentum", momentum, epoch)
+        if (epoch + 1) % t.checkpoint_every == 0 or epoch + 1 == t.max_epoch:
+            checkpoint(epoch + 1)
+    bar.close()
+    result = PretrainResult(model, teacher, losses, seconds, t.max_epoch)
+    if run_dir is not None:
+        write_manifest(run_dir / "manifest.json", {
+            "seed": seed, "seeding": seeding,
+            "environment": environment(device), "initial_params": initial,
+            "first_mask_digest": tensor_digest(first_mask), "loss_trace": losses,
+            "final_params": state_digests(model), "teacher_params": state_digests(teacher.module),
+            "embedding_digest": tensor_digest(model.embed(graph, x))})
+    return result
+
+
+def embed(model: GraphMAE2, data: NodeDataset, device: torch.device) -> Tensor:
+    """Frozen encoder output for every node, on the CPU."""
+    return model.embed(data.graph.to(device), data.x.to(device)).cpu()

@@ -1,0 +1,88 @@
+"""Layers: shapes, gradients, and GAT/GCN against dense references written from the papers."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from graphmae2 import ops
+from graphmae2.layers import GAT, GATConv, GCNConv, MLP
+
+
+def dense_gat(layer, graph, x):
+    """GAT written densely from the paper's formula, independent of ops.py."""
+    n, h, d = x.shape[0], layer.num_heads, layer.out_dim
+    z = (x @ layer.weight).view(n, h, d)
+    adj = torch.zeros(n, n, dtype=torch.bool)
+    adj[graph.dst, graph.indices] = True
+    outs = []
+    for k in range(h):
+        e = (z[:, k] @ layer.att_dst[k]).unsqueeze(1) + (z[:, k] @ layer.att_src[k]).unsqueeze(0)
+        e = F.leaky_relu(e, layer.negative_slope).masked_fill(~adj, float("-inf"))
+        outs.append(torch.softmax(e, dim=1) @ z[:, k])
+    out = torch.stack(outs, 1)
+    out = out.reshape(n, h * d) if layer.concat else out.mean(1)
+    return out + layer.bias
+
+
+@pytest.mark.parametrize("concat", [True, False])
+def test_gat_equals_dense_reference(random_graph, concat):
+    torch.manual_seed(0)
+    layer = GATConv(6, 4, num_heads=3, concat=concat).double().eval()
+    x = torch.randn(random_graph.num_nodes, 6, dtype=torch.float64)
+    assert torch.allclose(layer(random_graph, x), dense_gat(layer, random_graph, x), atol=1e-10)
+
+
+def test_gat_attention_over_in_edges_sums_to_one(random_graph):
+    layer = GATConv(5, 3, num_heads=2)
+    z = layer.project(torch.randn(random_graph.num_nodes, 5)).view(-1, 2, 3)
+    score = ops.gather_src(random_graph, (z * layer.att_src).sum(-1)) + \
+        ops.gather_dst(random_graph, (z * layer.att_dst).sum(-1))
+    alpha = ops.segment_softmax(random_graph, F.leaky_relu(score, 0.2))
+    assert torch.allclose(ops.segment_sum(random_graph, alpha), torch.ones(random_graph.num_nodes, 2))
+
+
+@pytest.mark.parametrize("norm", ["none", "layernorm", "batchnorm"])
+@pytest.mark.parametrize("activation", ["prelu", "elu", "relu", "gelu"])
+def test_gat_stack_shapes_and_gradients(random_graph, norm, activation):
+    net = GAT(7, 4, 4, num_layers=2, num_heads=2, num_out_heads=2, activation=activation,
+              feat_drop=0.2, attn_drop=0.1, residual=True, norm=norm)
+    x = torch.randn(random_graph.num_nodes, 7, requires_grad=True)
+    out = net(random_graph, x)
+    assert out.shape == (random_graph.num_nodes, 8) and net.out_dim == 8
+    out.sum().backward()
+    assert x.grad is not None and all(p.grad is not None for p in net.parameters())
+
+
+def test_gat_forward_views_equals_separate_forwards(random_graph):
+    torch.manual_seed(0)
+    net = GAT(6, 5, 6, num_layers=1, num_heads=1, num_out_heads=1, encoding=False).eval()
+    x, token = torch.randn(random_graph.num_nodes, 6), torch.randn(1, 6)
+    views = [torch.tensor([0, 3, 5]), torch.tensor([1, 2])]
+    shared = net.forward_views(random_graph, x, views, token)
+    for nodes, out in zip(views, shared):
+        assert torch.allclose(out, net(random_graph, ops.replace_rows(x, nodes, token)), atol=1e-6)
+
+
+def test_gcn_equals_symmetric_normalised_dense_product(random_graph):
+    layer = GCNConv(4, 3).double()
+    x = torch.randn(random_graph.num_nodes, 4, dtype=torch.float64)
+    a = torch.zeros(random_graph.num_nodes, random_graph.num_nodes, dtype=torch.float64)
+    a[random_graph.dst, random_graph.indices] = 1.0
+    d_in, d_out = a.sum(1), a.sum(0)
+    ref = (d_in.rsqrt()[:, None] * a * d_out.rsqrt()[None, :]) @ x @ layer.weight + layer.bias
+    assert torch.allclose(layer(random_graph, x), ref)
+
+
+def test_mlp_ignores_graph(random_graph, small_graph):
+    mlp = MLP(4, 8, 3, num_layers=2).eval()
+    x = torch.randn(5, 4)
+    assert torch.equal(mlp(small_graph, x), mlp(None, x))
+
+
+def test_unknown_activation_names_the_allowed_ones():
+    with pytest.raises(ValueError, match="unknown activation 'swish'; allowed: prelu, elu"):
+        GATConv(2, 2, activation="swish")
+
+
+def test_repr_is_short():
+    assert repr(GATConv(16, 8, num_heads=4)) == "GATConv(16, 8, heads=4)"
+    assert repr(GCNConv(16, 32)) == "GCNConv(16, 32)"
