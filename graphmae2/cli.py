@@ -12,7 +12,10 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+import torch
+
 from .config import Config, ConfigError, load_config, schema
+from .sweep import format_table, grid, is_sweep_dir, load_sweep_spec, parse_sweep, run_sweep
 
 _logger = logging.getLogger("graphmae2")
 
@@ -29,16 +32,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     p.add_argument("--set", dest="overrides", action="append", default=[], nargs="+",
                    metavar="KEY=VALUE", help="override a config key, e.g. --set train.max_epoch=100")
+    p.add_argument("--eval", choices=("linear", "finetune", "cluster"),
+                   help="evaluation mode (overrides eval.mode)")
     p.add_argument("--out", default="runs", help="parent directory of run directories (default: runs)")
     p.add_argument("--force", action="store_true", help="overwrite an existing run directory")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoints")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--sweep", action="append", default=[], nargs="+", metavar="KEY=V1,V2",
+                   help="sweep a config key over values (several --sweep flags form a grid), "
+                        "e.g. --sweep ema.momentum=0,0.99,0.996,1 --seeds 0 1 2")
+    p.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"),
+                   help="name the first difference between two runs' manifests")
+    p.add_argument("--verify-determinism", action="store_true",
+                   help="train twice from scratch in separate processes and check bitwise equality")
+    p.add_argument("--embed", action="store_true", help="write embeddings of a checkpoint (see --checkpoint)")
+    p.add_argument("--checkpoint", help="checkpoint.pt (or run directory) for --embed")
+    p.add_argument("--dataset", help="dataset to embed with --embed (default: the checkpoint's)")
+    p.add_argument("--output", help="output file for --embed: .npy or .pt")
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     return p
 
 
 def _config_from_args(args: argparse.Namespace) -> Config:
     overrides = [item for group in args.overrides for item in group]
+    if args.eval:
+        overrides.append(f"eval.mode={args.eval}")
     if args.seeds:
         overrides.append(f"train.seeds=[{', '.join(str(s) for s in args.seeds)}]")
     return load_config(args.config, overrides)
@@ -48,6 +66,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from .trainer import NonFiniteLossError
+
     try:
         return _dispatch(args)
     except (ConfigError, ValueError, FileNotFoundError, FileExistsError) as exc:
@@ -55,11 +75,48 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except NonFiniteLossError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except torch.cuda.OutOfMemoryError as exc:
+        if args.debug:
+            raise
+        print(f"error: CUDA out of memory ({str(exc).splitlines()[0][:160]}). {_memory_advice(args)}",
+              file=sys.stderr)
+        return 1
+
+
+def _memory_advice(args: argparse.Namespace) -> str:
+    """What to change when the GPU runs out of memory, with the sizes involved."""
+    try:
+        cfg = _config_from_args(args) if args.config else None
+    except ConfigError:
+        cfg = None
+    sizes = ""
+    if cfg is not None:
+        m = cfg.model
+        sizes = (f"Model: num_hidden={m.num_hidden}, num_heads={m.num_heads}, num_remask={m.num_remask} "
+                 f"on {cfg.data.dataset}. ")
+    return (sizes + "To use less memory: fewer decoding views (--set model.num_remask=1), a smaller "
+            "model (--set model.num_hidden=512), or the CPU (--device cpu).")
 
 
 def _dispatch(args: argparse.Namespace) -> int:
     from .experiment import headline, new_run_dir, resolve_device, run_experiment
 
+    if args.compare:
+        return _compare(*args.compare)
+    if args.embed:
+        return _embed(args)
+    if args.verify_determinism:
+        from .determinism import verify_determinism
+
+        return verify_determinism(args.config, [i for g in args.overrides for i in g],
+                                  device=args.device, out=Path(args.out))
+    if args.sweep or (args.resume and is_sweep_dir(args.resume)):
+        return _sweep(args)
     if args.resume:
         run_dir = Path(args.resume)
         if not (run_dir / "config.yaml").is_file():
@@ -80,4 +137,75 @@ def _dispatch(args: argparse.Namespace) -> int:
     metrics = run_experiment(cfg, run_dir, device, data=data, resume=bool(args.resume),
                              progress=not args.quiet)
     print(headline(metrics))
+    return 0
+
+
+def _compare(run_a: str, run_b: str) -> int:
+    from .manifest import compare_runs, read_manifest
+
+    diffs = compare_runs(read_manifest(run_a), read_manifest(run_b))
+    if not diffs:
+        print("identical: environment, initial parameters, masks, loss trace, final parameters, embeddings")
+        return 0
+    print(f"first difference: {diffs[0]}")
+    for line in diffs[1:]:
+        print(f"  then: {line}")
+    return 1
+
+
+def _embed(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from .datasets import load_dataset
+    from .experiment import resolve_device
+    from .pretrained import checkpoint_info, embed, load_encoder
+
+    if not args.checkpoint or not args.output:
+        raise ConfigError("--embed needs --checkpoint RUN_DIR/checkpoint.pt and --output FILE.npy|FILE.pt")
+    out = Path(args.output)
+    if out.suffix not in (".npy", ".pt"):
+        raise ConfigError(f"--output {out}: must end in .npy or .pt")
+    device = resolve_device(args.device)
+    encoder = load_encoder(args.checkpoint, device=device)
+    name = args.dataset or checkpoint_info(args.checkpoint)["config"]["data"]["dataset"]
+    data = load_dataset(name, root=encoder.config.data.root)
+    if data.num_features != encoder.encoder.layers[0].in_dim:
+        raise ValueError(f"--dataset {name}: {data.num_features} features, but the checkpoint was "
+                         f"trained on {encoder.encoder.layers[0].in_dim}")
+    z = embed(encoder, data.graph.to(device), data.x.to(device)).cpu()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".npy":
+        np.save(out, z.numpy())
+    else:
+        torch.save(z, out)
+    labels = out.with_name("labels.npy")
+    np.save(labels, data.y.numpy())
+    print(f"wrote {tuple(z.shape)} embeddings to {out} and labels to {labels}")
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from .datasets import load_dataset
+    from .experiment import new_run_dir, resolve_device
+
+    if args.resume:
+        sweep_dir = Path(args.resume)
+        cfg, sweeps, seeds = load_sweep_spec(sweep_dir)
+    else:
+        if args.config is None:
+            raise ConfigError("--sweep needs --config, e.g. --config cora.yaml")
+        cfg = _config_from_args(args)
+        sweeps = parse_sweep([item for group in args.sweep for item in group], cfg)
+        seeds = cfg.train.seeds
+    grid(cfg, sweeps)  # every grid point type- and range-checked before any data is loaded
+    device = resolve_device(args.device)
+    data = load_dataset(cfg.data.dataset, root=cfg.data.root)
+    if not args.resume:
+        sweep_dir = new_run_dir(Path(args.out), f"{cfg.data.dataset}-sweep", force=args.force)
+    _logger.info("sweep directory: %s (device %s)", sweep_dir, device)
+    rows = run_sweep(cfg, sweeps, seeds, sweep_dir, device, data=data, resume=bool(args.resume),
+                     progress=not args.quiet)
+    print(format_table(rows))
+    print(f"sweep: {len(rows)} points x {len(seeds)} seeds in {sweep_dir}")
     return 0

@@ -85,6 +85,7 @@ class TrainConfig:
     deterministic: bool = _f(True, "bitwise-repeatable kernels (slower on GPU)")
     checkpoint_every: int = _f(100, "epochs between checkpoints (and at the end)", low=1)
     on_nan: str = _f("stop", "what a NaN/Inf loss does", choices=("stop", "skip"))
+    monitor_every: int = _f(100, "epochs between collapse checks (0 = never); costs one SVD", low=0)
 
 
 @dataclass
@@ -330,3 +331,19 @@ def diff_from_defaults(cfg: Config) -> Dict[str, Any]:
 
 def to_yaml(cfg: Config) -> str:
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+def schema_markdown() -> str:
+    """The config reference as a Markdown table (docs/config.md is this, verbatim)."""
+    lines = ["# Configuration keys", "",
+             "Generated from `graphmae2/config.py` by `python -m graphmae2.config > docs/config.md`;",
+             "a test checks that this file matches the schema.", "",
+             "| key | default | allowed | meaning |", "| --- | --- | --- | --- |"]
+    for key, f in schema():
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        lines.append(f"| `{key}` | `{default!r}` | {_describe(f)} | {f.metadata['help']} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(schema_markdown(), end="")

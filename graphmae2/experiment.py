@@ -119,7 +119,8 @@ def run_experiment(cfg: Config, run_dir: Path, device: torch.device, data: Optio
         finally:
             writer.close()
         scores.update(epochs=result.epochs, seconds=result.seconds,
-                      eval_seconds=time.perf_counter() - tic, final_loss=result.losses[-1])
+                      eval_seconds=time.perf_counter() - tic, final_loss=result.losses[-1],
+                      monitor=result.monitor)
         done.write_text(json.dumps(scores, indent=1))
         per_seed[str(seed)] = scores
         _logger.info("seed %d: %s", seed, ", ".join(f"{k}={v:.4f}" for k, v in scores.items()

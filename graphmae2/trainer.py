@@ -25,6 +25,7 @@ from .ema import EMATeacher, momentum_at
 from .manifest import environment, state_digests, tensor_digest, write_manifest
 from .masking import encoder_mask, remask_nodes
 from .model import GraphMAE2
+from .monitor import check_collapse, collapse_stats
 from .seeding import derive_seed, generator, init_parameters_by_name, seed_everything
 
 _logger = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class PretrainResult:
     model: GraphMAE2
     teacher: EMATeacher
     losses: List[float] = field(default_factory=list)
+    monitor: List[Dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     epochs: int = 0
 
@@ -98,6 +100,7 @@ def pretrain(cfg: Config, data: NodeDataset, seed: int, device: torch.device,
         optimizer, lambda e: lr_factor(e, t.max_epoch, t.scheduler))
     initial = state_digests(model)
     losses: List[float] = []
+    monitor: List[Dict[str, float]] = []
     start, seconds = 0, 0.0
     ckpt_path = run_dir / "checkpoint.pt" if run_dir is not None else None
     if resume and ckpt_path is not None and ckpt_path.exists():
@@ -107,6 +110,7 @@ def pretrain(cfg: Config, data: NodeDataset, seed: int, device: torch.device,
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start, losses, seconds = state["epoch"], list(state["losses"]), state["seconds"]
+        monitor = [dict(m) for m in state.get("monitor", [])]
         _logger.info("resumed seed %d at epoch %d from %s", seed, start, ckpt_path)
 
     first_mask = draw_masks(cfg, seed, 0, data.num_nodes)[0].mask_nodes
@@ -120,7 +124,7 @@ def pretrain(cfg: Config, data: NodeDataset, seed: int, device: torch.device,
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             # Streams are counter-based: (seed, name, epoch) is their whole state.
             "rng": {"seed": seed, "epoch": epoch, "torch_cpu": torch.get_rng_state()},
-            "losses": losses, "seconds": seconds}, ckpt_path)
+            "losses": losses, "monitor": monitor, "seconds": seconds}, ckpt_path)
 
     # ====== training loop ======
     bar = tqdm(range(start, t.max_epoch), initial=start, total=t.max_epoch,
@@ -159,16 +163,18 @@ def pretrain(cfg: Config, data: NodeDataset, seed: int, device: torch.device,
         # ====== logging and checkpointing ======
         values = {k: v.item() for k, v in parts.items()}
         losses.append(values["loss"])
-        bar.set_postfix({k: f"{v:.4f}" for k, v in values.items()})
+        bar.set_postfix({**{k: f"{v:.4f}" for k, v in values.items()}, "m": f"{momentum:.4f}"})
         if writer is not None:
             for name, value in values.items():
                 writer.add_scalar(f"loss/{'total' if name == 'loss' else name}", value, epoch)
             writer.add_scalar("lr", lr, epoch)
             writer.add_scalar("ema/momentum", momentum, epoch)
+        if t.monitor_every and ((epoch + 1) % t.monitor_every == 0 or epoch + 1 == t.max_epoch):
+            monitor.append(_monitor(model, teacher, graph, x, epoch, writer))
         if (epoch + 1) % t.checkpoint_every == 0 or epoch + 1 == t.max_epoch:
             checkpoint(epoch + 1)
     bar.close()
-    result = PretrainResult(model, teacher, losses, seconds, t.max_epoch)
+    result = PretrainResult(model, teacher, losses, monitor, seconds, t.max_epoch)
     if run_dir is not None:
         write_manifest(run_dir / "manifest.json", {
             "seed": seed, "seeding": seeding,
@@ -177,6 +183,22 @@ def pretrain(cfg: Config, data: NodeDataset, seed: int, device: torch.device,
             "final_params": state_digests(model), "teacher_params": state_digests(teacher.module),
             "embedding_digest": tensor_digest(model.embed(graph, x))})
     return result
+
+
+@torch.no_grad()
+def _monitor(model: GraphMAE2, teacher: EMATeacher, graph, x: Tensor, epoch: int,  # noqa: ANN001
+             writer: Any) -> Dict[str, float]:
+    """Collapse statistics of the online embeddings and teacher targets; warns on collapse."""
+    online = model.embed(graph, x)
+    target = teacher.module.projector(teacher.module.encoder(graph, x))
+    stats = collapse_stats(online, target, model.ema_source(), teacher.module)
+    if writer is not None:
+        for k, v in stats.items():
+            writer.add_scalar(f"monitor/{k}", v, epoch)
+    warning = check_collapse(stats, model.out_dim, epoch)
+    if warning:
+        _logger.warning(warning)
+    return {"epoch": epoch, **stats}
 
 
 def embed(model: GraphMAE2, data: NodeDataset, device: torch.device) -> Tensor:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -91,23 +91,34 @@ class GATConv(nn.Module):
         :class:`~graphmae2.ops.SparseRows` input)."""
         return ops.project(x, self.weight, self.feat_drop, self.training)
 
-    def propagate(self, graph: Graph, z: Tensor, res: Optional[Tensor] = None) -> Tensor:
-        """Attention and aggregation of projected features ``z``, then residual ``res``
-        (already projected), bias, norm and activation."""
-        n, h, d = z.shape[0], self.num_heads, self.out_dim
-        z = z.view(n, h, d)                                                     # (N, H, D)
-        score_src = (z * self.att_src).sum(-1)                                  # (N, H)
-        score_dst = (z * self.att_dst).sum(-1)                                  # (N, H)
+    def scores(self, z: Tensor) -> Tuple[Tensor, Tensor]:
+        """Per-node halves of the attention score, ``a_src^T z`` and ``a_dst^T z``:
+        ``[N, heads * out_dim] -> 2 x [N, heads]``."""
+        z = z.view(z.shape[0], self.num_heads, self.out_dim)
+        return (z * self.att_src).sum(-1), (z * self.att_dst).sum(-1)
+
+    def attention(self, graph: Graph, score_src: Tensor, score_dst: Tensor) -> Tensor:
+        """Attention weights ``[E, heads]`` from the per-node score halves."""
         score = ops.gather_src(graph, score_src) + ops.gather_dst(graph, score_dst)  # (E, H)
         alpha = ops.segment_softmax(graph, F.leaky_relu(score, self.negative_slope))
-        alpha = F.dropout(alpha, self.attn_drop, self.training)
-        out = ops.spmm(graph, z, alpha)                                         # (N, H, D)
+        return F.dropout(alpha, self.attn_drop, self.training)
+
+    def finish(self, out: Tensor, res: Optional[Tensor] = None) -> Tensor:
+        """Residual, head merge, bias, norm and activation of aggregated ``[N, H, D]``."""
+        n, h, d = out.shape
         if res is not None:
             out = out + res.view(n, h, d)
         out = out.reshape(n, h * d) if self.concat else out.mean(1)
         if self.bias is not None:
             out = out + self.bias
         return self.act(self.norm(out))
+
+    def propagate(self, graph: Graph, z: Tensor, res: Optional[Tensor] = None) -> Tensor:
+        """Attention and aggregation of projected features ``z [N, heads * out_dim]``,
+        then :meth:`finish`."""
+        alpha = self.attention(graph, *self.scores(z))
+        out = ops.spmm(graph, z.view(z.shape[0], self.num_heads, self.out_dim), alpha)  # (N, H, D)
+        return self.finish(out, res)
 
     def forward(self, graph: Graph, x: Tensor) -> Tensor:
         res = None
@@ -162,22 +173,32 @@ class GAT(nn.Module):
 
     def forward_views(self, graph: Graph, x: Tensor, views: Sequence[Tensor], token: Tensor) -> List[Tensor]:
         """Outputs for several copies of ``x``, each with rows ``views[k]`` replaced by
-        ``token``.
+        ``token``, without materialising the copies.
 
-        Row replacement commutes with the first projection, so ``x W`` and ``token W``
-        are computed once and blended per view: one large matmul instead of one per
-        view. The views share one dropout draw on ``x`` (each view still draws its own
-        attention dropout).
+        Row replacement commutes with the first layer's projection and score halves, so
+        ``x W``, ``token W`` and their scores are computed once. Per view, only the
+        edge weights change: with ``m`` the replaced-row indicator,
+        ``sum_e alpha_e z'_src = sum_e alpha_e (1 - m_src) z_src + (sum_e alpha_e m_src) z_token``.
+        The views share one feature-dropout draw (each draws its own attention dropout).
         """
         first = self.layers[0]
         if first.residual:
             return [self(graph, ops.replace_rows(x, nodes, token)) for nodes in views]
-        z, z_token = first.project(x), first.project(token)
+        n, h, d = x.shape[0], first.num_heads, first.out_dim
+        z, z_token = first.project(x), first.project(token)                   # (N, HD), (1, HD)
+        src, dst = first.scores(z)                                              # (N, H) each
+        token_src, token_dst = first.scores(z_token)                            # (1, H) each
         outs = []
         for nodes in views:
-            h = first.propagate(graph, ops.replace_rows(z, nodes, z_token))
+            hidden = z.new_zeros(n, 1)                                          # (N, 1)
+            hidden[nodes.to(z.device)] = 1.0
+            alpha = first.attention(graph, src * (1 - hidden) + hidden * token_src,
+                                    dst * (1 - hidden) + hidden * token_dst)    # (E, H)
+            on_token = alpha * ops.gather_src(graph, hidden)                    # (E, H)
+            out = ops.spmm(graph, z.view(n, h, d), alpha - on_token) \
+                + ops.segment_sum(graph, on_token).unsqueeze(-1) * z_token.view(1, h, d)
+            out = first.finish(out)
             for layer in self.layers[1:]:
-                h = layer(graph, h)
-            outs.append(h)
+                out = layer(graph, out)
+            outs.append(out)
         return outs
-

@@ -1,0 +1,404 @@
+"""Hyperparameter sweeps: a grid of config values, each point run over the same seeds.
+
+``--sweep ema.momentum=0,0.9,0.99,0.996,0.999,1`` runs one experiment per value; several
+``--sweep`` flags form their Cartesian product. Every value is checked against the config
+schema before any data is loaded. A sweep directory holds::
+
+    sweep.json        swept keys, values and seeds (what ``--resume SWEEP_DIR`` rebuilds)
+    base.yaml         the config every point starts from
+    <point>/          one run directory per grid point, e.g. ``ema.momentum=0.996/``,
+                      with ``seed-<s>/`` subdirectories, merged ``metrics.json`` and ``config.yaml``
+    sweep.csv         one row per point: swept keys, metric mean/std, n_seeds, seconds
+    sweep.md          the same as a Markdown table, best point marked with a star
+    sweep.png         headline metric against the first swept key (needs ``graphmae2[plot]``)
+
+Resuming skips every (point, seed) with a ``result.json`` and continues the others from
+their checkpoints, so an interrupted sweep costs at most one partial run.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import itertools
+import json
+import logging
+import math
+import re
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from .config import Config, ConfigError, load_config, set_value, to_yaml, validate
+from .datasets import NodeDataset, load_dataset
+from .experiment import run_experiment, summarize
+from .trainer import NonFiniteLossError
+
+_logger = logging.getLogger(__name__)
+
+#: ``[(key, [values, ...]), ...]`` in the order the ``--sweep`` flags were given.
+Sweeps = List[Tuple[str, List[Any]]]
+
+SPEC_FILE = "sweep.json"
+BASE_FILE = "base.yaml"
+SPEC_VERSION = 1
+
+#: Keys that define what a sweep compares, so they are fixed for the whole sweep: the
+#: dataset is loaded once, seeds are the repetitions, and the evaluation mode sets the metric.
+UNSWEEPABLE = {
+    "data.dataset": "the dataset is loaded once per sweep; run one sweep per dataset",
+    "data.root": "the dataset is loaded once per sweep",
+    "train.seeds": "seeds are the repetitions of every point; use --seeds",
+    "eval.mode": "the evaluation mode sets the compared metric; run one sweep per mode",
+}
+
+#: Metrics reported per point for each evaluation mode; the first (the run's headline,
+#: see :data:`graphmae2.experiment.HEADLINE`) is the one ranked and plotted.
+METRICS = {"linear": ("test_acc", "val_acc"), "finetune": ("test_acc", "val_acc"),
+           "cluster": ("nmi", "ari")}
+
+_FORM = "expected section.key=v1,v2,..., e.g. ema.momentum=0.99,0.996,0.999"
+
+
+# ====== parsing and the grid ======
+
+def parse_sweep(items: Sequence[str], base: Optional[Config] = None) -> Sweeps:
+    """``["section.key=v1,v2", ...]`` -> ``[(key, [v1, v2]), ...]``, every value checked.
+
+    Each value is YAML-parsed and applied with :func:`~graphmae2.config.set_value` to a
+    copy of ``base`` (default: the defaults), so it is stored as the schema's type
+    (``ema.momentum=1`` becomes ``1.0``) and a bad one fails with the schema's message.
+
+    Raises:
+        ConfigError: one line naming the item, for a missing ``=``, an empty value, a
+            repeated value or key, a key that cannot be swept, or a value the schema refuses.
+    """
+    probe = copy.deepcopy(base) if base is not None else Config()
+    sweeps: Sweeps = []
+    seen: Dict[str, str] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--sweep {item!r}: no '='; {_FORM}")
+        key, raw = (part.strip() for part in item.split("=", 1))
+        if not key:
+            raise ConfigError(f"--sweep {item!r}: missing key before '='; {_FORM}")
+        if not raw:
+            raise ConfigError(f"--sweep {item!r}: empty value list; {_FORM}")
+        if key in UNSWEEPABLE:
+            raise ConfigError(f"--sweep {item!r}: {key} cannot be swept: {UNSWEEPABLE[key]}")
+        if key in seen:
+            raise ConfigError(f"--sweep {item!r}: key {key} is already swept by --sweep {seen[key]!r}; "
+                              f"give all its values in one flag, {_FORM}")
+        values: List[Any] = []
+        for text in raw.split(","):
+            if not text.strip():
+                raise ConfigError(f"--sweep {item!r}: empty value between commas; {_FORM}")
+            try:
+                parsed = yaml.safe_load(text)
+            except yaml.YAMLError:
+                raise ConfigError(f"--sweep {item!r}: value {text.strip()!r} is not valid YAML") from None
+            set_value(probe, key, parsed, source="--sweep")
+            value = getattr(getattr(probe, key.split(".", 1)[0]), key.split(".", 1)[1])
+            if value in values:
+                raise ConfigError(f"--sweep {item!r}: value {value!r} is given twice")
+            values.append(value)
+        seen[key] = item
+        sweeps.append((key, values))
+    return sweeps
+
+
+def grid(base: Config, sweeps: Sweeps) -> List[Tuple[Dict[str, Any], Config]]:
+    """Every grid point as ``(values, config)``, the last swept key varying fastest.
+
+    Each config is a deep copy of ``base`` with the point's values set and the
+    cross-key checks of :func:`~graphmae2.config.validate` passed.
+
+    Raises:
+        ConfigError: a value refused by the schema, a point that fails validation, or
+            two points whose directory names coincide.
+    """
+    keys = [key for key, _ in sweeps]
+    points: List[Tuple[Dict[str, Any], Config]] = []
+    names: Dict[str, Dict[str, Any]] = {}
+    for combo in itertools.product(*(values for _, values in sweeps)):
+        values = dict(zip(keys, combo))
+        cfg = copy.deepcopy(base)
+        for key, value in values.items():
+            set_value(cfg, key, value, source="--sweep")
+        validate(cfg, f"--sweep point {point_name(values)}")
+        name = point_name(values)
+        if name in names:
+            raise ConfigError(f"--sweep: points {names[name]} and {values} share the directory "
+                              f"name {name!r}; use values that differ in letters or digits")
+        names[name] = values
+        points.append((values, cfg))
+    return points
+
+
+def format_value(value: Any) -> str:
+    """Short text of a swept value: ``0.996``, ``1`` for 1.0, ``true``, ``gat``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        text = repr(value)
+        return text[:-2] if text.endswith(".0") else text
+    return str(value)
+
+
+def point_name(values: Dict[str, Any]) -> str:
+    """Directory name of a grid point: ``ema.momentum=0.996__model.lam=0.1``.
+
+    Characters other than letters, digits and ``.=+-`` become ``_`` so the name is safe
+    on every filesystem.
+    """
+    parts = [f"{key}={format_value(value)}" for key, value in values.items()]
+    return re.sub(r"[^A-Za-z0-9.=+\-]", "_", "__".join(parts))
+
+
+# ====== the sweep directory ======
+
+def save_sweep_spec(sweep_dir: Path, base: Config, sweeps: Sweeps, seeds: Sequence[int]) -> None:
+    """Write ``base.yaml`` and ``sweep.json``: all ``--resume SWEEP_DIR`` needs."""
+    sweep_dir = Path(sweep_dir)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    (sweep_dir / BASE_FILE).write_text(to_yaml(base))
+    spec = {"version": SPEC_VERSION, "base_config": BASE_FILE, "seeds": [int(s) for s in seeds],
+            "sweeps": [{"key": key, "values": list(values)} for key, values in sweeps]}
+    (sweep_dir / SPEC_FILE).write_text(json.dumps(spec, indent=1))
+
+
+def is_sweep_dir(path: Path) -> bool:
+    """Whether ``path`` is a sweep directory (has ``sweep.json``), not a single run."""
+    return (Path(path) / SPEC_FILE).is_file()
+
+
+def load_sweep_spec(sweep_dir: Path) -> Tuple[Config, Sweeps, List[int]]:
+    """``(base config, sweeps, seeds)`` of a sweep directory, every value re-checked.
+
+    Raises:
+        FileNotFoundError: ``sweep_dir`` has no ``sweep.json``.
+        ConfigError: the spec is malformed or holds a value the schema now refuses.
+    """
+    sweep_dir = Path(sweep_dir)
+    path = sweep_dir / SPEC_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume {sweep_dir}: no {SPEC_FILE} there; not a sweep directory")
+    try:
+        spec = json.loads(path.read_text())
+        version, seeds, raw = spec["version"], spec["seeds"], spec["sweeps"]
+        base_file = spec["base_config"]
+        pairs = [(entry["key"], entry["values"]) for entry in raw]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: malformed sweep spec ({type(exc).__name__}: {exc})") from None
+    if version != SPEC_VERSION:
+        raise ConfigError(f"{path}: sweep spec version {version!r}, this graphmae2 reads {SPEC_VERSION}")
+    if not isinstance(seeds, list) or not seeds or \
+            any(isinstance(s, bool) or not isinstance(s, int) for s in seeds):
+        raise ConfigError(f"{path}: seeds {seeds!r} must be a non-empty list of integers")
+    base = load_config(sweep_dir / base_file)
+    sweeps: Sweeps = []
+    for key, values in pairs:
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{path}: {key}: values {values!r} must be a non-empty list")
+        probe = copy.deepcopy(base)
+        for value in values:
+            set_value(probe, key, value, source=str(path))
+        sweeps.append((key, list(values)))
+    return base, sweeps, list(seeds)
+
+
+def _check_same_spec(sweep_dir: Path, base: Config, sweeps: Sweeps, seeds: Sequence[int]) -> None:
+    """On resume, refuse a spec that differs from the stored one: results would mix."""
+    stored_base, stored_sweeps, stored_seeds = load_sweep_spec(sweep_dir)
+    if stored_sweeps != [(k, list(v)) for k, v in sweeps] or stored_seeds != list(seeds) \
+            or stored_base.to_dict() != base.to_dict():
+        raise ConfigError(f"resume {sweep_dir}: the sweep, seeds or base config differ from its "
+                          f"{SPEC_FILE}; rebuild them with load_sweep_spec({str(sweep_dir)!r})")
+
+
+# ====== running ======
+
+def run_sweep(base: Config, sweeps: Sweeps, seeds: Sequence[int], sweep_dir: Path,
+              device: torch.device, data: Optional[NodeDataset] = None, resume: bool = False,
+              progress: bool = True) -> List[Dict[str, Any]]:
+    """Run every grid point over ``seeds`` into ``sweep_dir``; returns one row per point.
+
+    One progress bar counts (point, seed) runs; each run is
+    :func:`~graphmae2.experiment.run_experiment` with ``train.seeds=[seed]`` into
+    ``sweep_dir/<point name>``. A run that stops on a non-finite loss is logged, counted
+    in ``n_failed`` and left out of the means; the sweep goes on.
+
+    Raises:
+        FileExistsError: ``sweep_dir`` already holds a sweep and ``resume`` is False.
+        ConfigError: a bad grid, or ``resume`` with a spec other than the stored one.
+    """
+    sweep_dir = Path(sweep_dir)
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ConfigError("run_sweep: seeds is empty; give at least one seed")
+    points = grid(base, sweeps)  # every point checked before any data is loaded
+    if is_sweep_dir(sweep_dir):
+        if not resume:
+            raise FileExistsError(f"{sweep_dir} already holds a sweep; resume it with --resume "
+                                  f"{sweep_dir} or choose another directory")
+        _check_same_spec(sweep_dir, base, sweeps, seeds)
+    else:
+        save_sweep_spec(sweep_dir, base, sweeps, seeds)
+    if data is None:
+        data = load_dataset(base.data.dataset, root=base.data.root)
+
+    bar = tqdm(total=len(points) * len(seeds), desc="sweep", unit="run", disable=not progress,
+               dynamic_ncols=True)
+    rows = []
+    try:
+        for values, cfg in points:
+            point_dir = sweep_dir / point_name(values)
+            per_seed: Dict[str, Dict[str, Any]] = {}
+            failed = 0
+            for seed in seeds:
+                bar.set_postfix_str(" ".join(f"{k}={format_value(v)}" for k, v in values.items())
+                                    + f" seed={seed}")
+                result = _run_one(cfg, seed, point_dir, device, data, resume)
+                if result is None:
+                    failed += 1
+                else:
+                    per_seed[str(seed)] = result
+                bar.update(1)
+            rows.append(_finish_point(cfg, values, seeds, point_dir, per_seed, failed))
+    finally:
+        bar.close()
+    write_reports(rows, sweep_dir)
+    return rows
+
+
+def _run_one(cfg: Config, seed: int, point_dir: Path, device: torch.device, data: NodeDataset,
+             resume: bool) -> Optional[Dict[str, Any]]:
+    """One seed of one point: the stored result when resuming, else a run; None if it diverged."""
+    done = point_dir / f"seed-{seed}" / "result.json"
+    if resume and done.is_file():
+        _logger.info("%s seed %d already finished, skipped", point_dir.name, seed)
+        return json.loads(done.read_text())
+    one = copy.deepcopy(cfg)
+    one.train.seeds = [seed]
+    try:
+        metrics = run_experiment(one, point_dir, device, data=data, resume=resume, progress=False)
+    except NonFiniteLossError as exc:
+        _logger.warning("%s seed %d diverged and is left out of the means: %s", point_dir.name, seed, exc)
+        return None
+    return metrics["seeds"][str(seed)]
+
+
+def _finish_point(cfg: Config, values: Dict[str, Any], seeds: Sequence[int], point_dir: Path,
+                  per_seed: Dict[str, Dict[str, Any]], failed: int) -> Dict[str, Any]:
+    """Write the point's merged ``metrics.json`` and ``config.yaml``; return its table row."""
+    merged = copy.deepcopy(cfg)
+    merged.train.seeds = list(seeds)
+    point_dir.mkdir(parents=True, exist_ok=True)
+    (point_dir / "config.yaml").write_text(to_yaml(merged))
+    metrics = summarize(per_seed, cfg.eval.mode)
+    metrics.update(dataset=cfg.data.dataset, point=values, n_failed=failed)
+    (point_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    row: Dict[str, Any] = dict(values)
+    for name in METRICS[cfg.eval.mode]:
+        row[f"{name}_mean"] = metrics.get(f"{name}_mean", math.nan)
+        row[f"{name}_std"] = metrics.get(f"{name}_std", math.nan)
+    row.update(n_seeds=len(per_seed), n_failed=failed, seconds_mean=metrics.get("seconds_mean", math.nan))
+    return row
+
+
+# ====== reports ======
+
+def _columns(rows: Sequence[Dict[str, Any]]) -> Tuple[List[str], List[str]]:
+    """Swept keys (the columns with a dot) and metric names (with ``_mean`` and ``_std``)."""
+    cols = list(rows[0])
+    keys = [c for c in cols if "." in c]
+    metrics = [c[:-5] for c in cols if c.endswith("_mean") and f"{c[:-5]}_std" in cols]
+    return keys, metrics
+
+
+def best_index(rows: Sequence[Dict[str, Any]]) -> Optional[int]:
+    """Index of the row with the highest mean of the first metric (None if all are NaN)."""
+    if not rows:
+        return None
+    _, metrics = _columns(rows)
+    scores = [r[f"{metrics[0]}_mean"] for r in rows]
+    finite = [i for i, s in enumerate(scores) if not math.isnan(s)]
+    return max(finite, key=lambda i: scores[i]) if finite else None
+
+
+def format_table(rows: Sequence[Dict[str, Any]]) -> str:
+    """Markdown table of the rows: swept keys, ``mean ± std`` per metric, seeds, seconds.
+
+    The best point (highest mean of the first metric) is bold and starred (★).
+    """
+    if not rows:
+        return "(empty sweep)"
+    keys, metrics = _columns(rows)
+    best = best_index(rows)
+    header = keys + metrics + ["seeds", "seconds"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+    for i, row in enumerate(rows):
+        cells = [format_value(row[k]) for k in keys]
+        cells += [f"{row[f'{m}_mean']:.4f} ± {row[f'{m}_std']:.4f}" for m in metrics]
+        if i == best:
+            cells[len(keys)] = f"**{cells[len(keys)]}** ★"
+        seeds = f"{row['n_seeds']}" + (f" ({row['n_failed']} diverged)" if row.get("n_failed") else "")
+        cells += [seeds, f"{row['seconds_mean']:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_reports(rows: Sequence[Dict[str, Any]], sweep_dir: Path) -> None:
+    """``sweep.csv``, ``sweep.md`` and (with matplotlib) ``sweep.png`` in ``sweep_dir``."""
+    sweep_dir = Path(sweep_dir)
+    with open(sweep_dir / "sweep.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    (sweep_dir / "sweep.md").write_text(format_table(rows) + "\n")
+    plot_sweep(rows, sweep_dir / "sweep.png")
+
+
+def plot_sweep(rows: Sequence[Dict[str, Any]], path: Path) -> bool:
+    """Plot the first metric (mean ± std error bars) against the first swept key.
+
+    The x axis is categorical: the values sit evenly spaced, in increasing order for
+    numbers, each tick labelled with its value. EMA momenta such as 0.99, 0.996, 0.999
+    would overlap on a linear axis and ``0`` or ``1`` break a log axis of ``1 - m``;
+    even spacing keeps every value readable. Further swept keys give one line per
+    combination of their values. Returns False (with a warning) without matplotlib.
+    """
+    try:
+        from matplotlib.figure import Figure  # optional extra; no pyplot, so no global backend
+    except ImportError:
+        _logger.warning("matplotlib is not installed, so %s was not written; "
+                        "pip install graphmae2[plot] to get the plot", path)
+        return False
+    keys, metrics = _columns(rows)
+    metric, x_key, line_keys = metrics[0], keys[0], keys[1:]
+    xs = list(dict.fromkeys(r[x_key] for r in rows))
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in xs):
+        xs.sort()
+    position = {v: i for i, v in enumerate(xs)}
+    lines: Dict[Tuple[Any, ...], List[Dict[str, Any]]] = {}
+    for row in rows:
+        lines.setdefault(tuple(row[k] for k in line_keys), []).append(row)
+
+    fig = Figure(figsize=(max(5.0, 1.0 + 0.9 * len(xs)), 3.8), layout="constrained")
+    ax = fig.add_subplot()
+    for combo, members in lines.items():
+        members = sorted(members, key=lambda r: position[r[x_key]])
+        label = ", ".join(f"{k}={format_value(v)}" for k, v in zip(line_keys, combo)) or None
+        ax.errorbar([position[r[x_key]] for r in members], [r[f"{metric}_mean"] for r in members],
+                    yerr=[r[f"{metric}_std"] for r in members], marker="o", capsize=3, label=label)
+    ax.set_xticks(range(len(xs)), [format_value(v) for v in xs])
+    ax.set_xlabel(f"{x_key} (evenly spaced values)")
+    n = max(r["n_seeds"] for r in rows)
+    ax.set_ylabel(f"{metric} (mean ± std, {n} seed{'s' if n != 1 else ''})")
+    ax.grid(alpha=0.3)
+    if line_keys:
+        ax.legend(fontsize="small")
+    fig.savefig(path, dpi=120)
+    return True

@@ -1,0 +1,202 @@
+"""Sweeps: parsing and checking --sweep items, the grid, the sweep directory, resume."""
+import csv
+import json
+import shutil
+import sys
+
+import pytest
+import torch
+
+import graphmae2.sweep as sweep_mod
+from graphmae2.config import Config, ConfigError, load_config
+from graphmae2.sweep import (format_table, grid, is_sweep_dir, load_sweep_spec, parse_sweep,
+                             plot_sweep, point_name, run_sweep)
+
+TINY = ["model.num_hidden=16", "model.num_heads=2", "model.projector_hidden=8", "model.num_remask=1",
+        "train.max_epoch=2", "train.checkpoint_every=1", "eval.max_epoch=10"]
+CPU = torch.device("cpu")
+
+
+def _row(momentum, mean, n=2):
+    return {"ema.momentum": momentum, "test_acc_mean": mean, "test_acc_std": 0.01, "val_acc_mean": 0.5,
+            "val_acc_std": 0.02, "n_seeds": n, "n_failed": 0, "seconds_mean": 1.25}
+
+
+# ====== parse_sweep and grid ======
+
+def test_parse_sweep_reads_values_as_schema_types():
+    sweeps = parse_sweep(["ema.momentum=0,0.9,0.99,0.996,0.999,1", "model.encoder=gat, gcn",
+                          "model.num_remask=1,2.0"])
+    assert sweeps == [("ema.momentum", [0.0, 0.9, 0.99, 0.996, 0.999, 1.0]),
+                      ("model.encoder", ["gat", "gcn"]), ("model.num_remask", [1, 2])]
+    assert all(isinstance(v, float) for v in sweeps[0][1])
+    assert all(isinstance(v, int) for v in sweeps[2][1])
+
+
+@pytest.mark.parametrize("items,message", [
+    (["ema.momentum"], "--sweep 'ema.momentum': no '='; expected section.key=v1,v2,..."),
+    (["ema.momentum="], "--sweep 'ema.momentum=': empty value list; expected section.key=v1,v2"),
+    (["=0.9"], "missing key before '='"),
+    (["ema.momentum=0.9,,1"], "empty value between commas; expected section.key=v1,v2"),
+    (["ema.momentum=0.9", "ema.momentum=0.99"],
+     "--sweep 'ema.momentum=0.99': key ema.momentum is already swept by --sweep 'ema.momentum=0.9'"),
+    (["ema.momentum=1,1.0"], "value 1.0 is given twice"),
+    (["ema.momentum=0.9,2"], "--sweep: ema.momentum: 2.0 is out of range; allowed: float >= 0.0 and <= 1.0"),
+    (["ema.momentun=0.9"], "unknown key 'ema.momentun' (did you mean 'ema.momentum'?)"),
+    (["model.encoder=gat,sage"], "model.encoder: 'sage' is not allowed"),
+    (["model.num_hidden=16,abc"], "model.num_hidden: 'abc' is not a valid value; allowed: int >= 1"),
+    (["train.seeds=0,1"], "train.seeds cannot be swept: seeds are the repetitions of every point; use --seeds"),
+    (["data.dataset=cora,citeseer"], "data.dataset cannot be swept"),
+])
+def test_parse_sweep_refuses_bad_items_with_one_line(items, message):
+    with pytest.raises(ConfigError) as err:
+        parse_sweep(items)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_grid_is_cartesian_product_in_given_order_last_key_fastest():
+    base = load_config(None, TINY)
+    points = grid(base, parse_sweep(["ema.momentum=0.9,0.99", "model.lam=0,0.5,1"]))
+    assert [tuple(v.values()) for v, _ in points] == [
+        (0.9, 0.0), (0.9, 0.5), (0.9, 1.0), (0.99, 0.0), (0.99, 0.5), (0.99, 1.0)]
+    for values, cfg in points:
+        assert (cfg.ema.momentum, cfg.model.lam) == (values["ema.momentum"], values["model.lam"])
+        assert cfg.model.num_hidden == 16
+    assert base.ema.momentum == 0.996 and base.model.lam == 0.1            # base is not touched
+    assert point_name(points[1][0]) == "ema.momentum=0.9__model.lam=0.5"
+
+
+def test_grid_checks_values_and_cross_key_rules_per_point():
+    base = load_config(None, TINY)                                         # train.max_epoch=2
+    with pytest.raises(ConfigError, match=r"ema.momentum: 2.0 is out of range"):
+        grid(base, [("ema.momentum", [0.9, 2])])
+    with pytest.raises(ConfigError, match=r"point ema.delay_epochs=5: ema.delay_epochs=5 exceeds "
+                                          r"train.max_epoch=2"):
+        grid(base, parse_sweep(["ema.delay_epochs=1,5"]))
+
+
+def test_point_name_is_filesystem_safe_and_drops_trailing_zero():
+    assert point_name({"ema.momentum": 1.0}) == "ema.momentum=1"
+    assert point_name({"ema.momentum": 0.996, "model.residual": True}) == \
+        "ema.momentum=0.996__model.residual=true"
+    assert point_name({"data.root": "/tmp/a b:c"}) == "data.root=_tmp_a_b_c"
+
+
+# ====== reports ======
+
+def test_format_table_marks_best_row_and_shows_mean_and_std():
+    table = format_table([_row(0.9, 0.70), _row(0.99, 0.75), _row(1.0, 0.60)])
+    lines = table.splitlines()
+    assert lines[0] == "| ema.momentum | test_acc | val_acc | seeds | seconds |"
+    assert lines[3] == "| 0.99 | **0.7500 ± 0.0100** ★ | 0.5000 ± 0.0200 | 2 | 1.2 |"
+    assert sum("★" in line for line in lines) == 1
+
+
+def test_plot_is_skipped_with_a_warning_without_matplotlib(tmp_path, monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    assert plot_sweep([_row(0.9, 0.7)], tmp_path / "sweep.png") is False
+    assert not (tmp_path / "sweep.png").exists()
+    assert "pip install graphmae2[plot]" in caplog.text
+
+
+# ====== run_sweep end to end ======
+
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory, cora):
+    """A tiny 2-value x 2-seed EMA-momentum sweep on Cora, run once for this module."""
+    sweep_dir = tmp_path_factory.mktemp("sweep") / "cora-sweep"
+    base = load_config(None, TINY)
+    sweeps = parse_sweep(["ema.momentum=0,0.996"])
+    rows = run_sweep(base, sweeps, [0, 1], sweep_dir, CPU, data=cora, progress=False)
+    return sweep_dir, base, sweeps, rows
+
+
+def test_run_sweep_writes_point_dirs_csv_markdown_and_plot(finished_sweep):
+    sweep_dir, _, _, rows = finished_sweep
+    for point in ("ema.momentum=0", "ema.momentum=0.996"):
+        for seed in (0, 1):
+            assert (sweep_dir / point / f"seed-{seed}" / "result.json").is_file()
+        metrics = json.loads((sweep_dir / point / "metrics.json").read_text())
+        assert metrics["n_seeds"] == 2 and set(metrics["seeds"]) == {"0", "1"}
+        assert "seeds:\n  - 0\n  - 1" in (sweep_dir / point / "config.yaml").read_text()
+    with open(sweep_dir / "sweep.csv") as fh:
+        table = list(csv.DictReader(fh))
+    assert [r["ema.momentum"] for r in table] == ["0.0", "0.996"]
+    assert {"test_acc_mean", "test_acc_std", "val_acc_mean", "val_acc_std", "n_seeds",
+            "seconds_mean"} <= set(table[0])
+    assert all(r["n_seeds"] == "2" for r in table)
+    expected = json.loads((sweep_dir / "ema.momentum=0.996" / "metrics.json").read_text())["test_acc_mean"]
+    assert float(table[1]["test_acc_mean"]) == pytest.approx(expected)
+    md = (sweep_dir / "sweep.md").read_text()
+    assert md.count("★") == 1 and md.strip() == format_table(rows)
+    assert (sweep_dir / "sweep.png").stat().st_size > 0
+
+
+def test_sweep_spec_round_trips_for_resume(finished_sweep):
+    sweep_dir, base, sweeps, _ = finished_sweep
+    assert is_sweep_dir(sweep_dir) and not is_sweep_dir(sweep_dir / "ema.momentum=0")
+    loaded_base, loaded_sweeps, seeds = load_sweep_spec(sweep_dir)
+    assert loaded_base.to_dict() == base.to_dict()
+    assert loaded_sweeps == sweeps and seeds == [0, 1]
+    with pytest.raises(FileNotFoundError, match="no sweep.json there; not a sweep directory"):
+        load_sweep_spec(sweep_dir / "ema.momentum=0")
+
+
+def test_run_sweep_refuses_to_overwrite_or_resume_a_different_sweep(finished_sweep, cora):
+    sweep_dir, base, sweeps, _ = finished_sweep
+    with pytest.raises(FileExistsError, match="already holds a sweep; resume it with --resume"):
+        run_sweep(base, sweeps, [0, 1], sweep_dir, CPU, data=cora, progress=False)
+    with pytest.raises(ConfigError, match="differ from its sweep.json"):
+        run_sweep(base, sweeps, [0, 1, 2], sweep_dir, CPU, data=cora, resume=True, progress=False)
+
+
+def test_resume_runs_only_the_missing_point_and_seed(finished_sweep, cora, tmp_path, monkeypatch):
+    sweep_dir = tmp_path / "copy"
+    shutil.copytree(finished_sweep[0], sweep_dir)
+    missing = sweep_dir / "ema.momentum=0.996" / "seed-1" / "result.json"
+    before = json.loads(missing.read_text())
+    missing.unlink()
+    others = {p: p.stat().st_mtime_ns for p in sweep_dir.glob("*/seed-*/result.json")}
+    calls = []
+    real = sweep_mod.run_experiment
+
+    def counting(cfg, run_dir, *args, **kwargs):
+        calls.append((run_dir.name, cfg.train.seeds, kwargs["resume"]))
+        return real(cfg, run_dir, *args, **kwargs)
+
+    monkeypatch.setattr(sweep_mod, "run_experiment", counting)
+    base, sweeps, seeds = load_sweep_spec(sweep_dir)
+    rows = run_sweep(base, sweeps, seeds, sweep_dir, CPU, data=cora, resume=True, progress=False)
+    assert calls == [("ema.momentum=0.996", [1], True)]
+    assert {p: p.stat().st_mtime_ns for p in others} == others
+    # The seed's checkpoint was final, so resuming repeats its evaluation exactly.
+    assert json.loads(missing.read_text())["test_acc"] == before["test_acc"]
+    assert [r["n_seeds"] for r in rows] == [2, 2]
+    assert [r["test_acc_mean"] for r in rows] == [r["test_acc_mean"] for r in finished_sweep[3]]
+
+
+def test_parse_sweep_leaves_the_given_base_untouched():
+    base = Config()
+    base.ema.momentum = 0.5
+    assert parse_sweep(["ema.momentum=0.9"], base) == [("ema.momentum", [0.9])]
+    assert base.ema.momentum == 0.5
+
+
+def test_diverged_run_is_counted_left_out_of_means_and_the_sweep_goes_on(tmp_path, cora, monkeypatch,
+                                                                          caplog):
+    from graphmae2.trainer import NonFiniteLossError
+
+    def fake(cfg, run_dir, *args, **kwargs):
+        seed = cfg.train.seeds[0]
+        if cfg.ema.momentum == 0.0 and seed == 1:
+            raise NonFiniteLossError("non-finite loss at epoch 1 (seed 1): rec = nan")
+        return {"seeds": {str(seed): {"test_acc": 0.5 + seed / 10, "val_acc": 0.4, "seconds": 2.0}}}
+
+    monkeypatch.setattr(sweep_mod, "run_experiment", fake)
+    rows = run_sweep(load_config(None, TINY), parse_sweep(["ema.momentum=0,1"]), [0, 1], tmp_path,
+                     CPU, data=cora, progress=False)
+    assert [(r["n_seeds"], r["n_failed"]) for r in rows] == [(1, 1), (2, 0)]
+    assert rows[0]["test_acc_mean"] == pytest.approx(0.5) and rows[1]["test_acc_mean"] == pytest.approx(0.55)
+    assert "ema.momentum=0 seed 1 diverged and is left out of the means" in caplog.text
+    assert "1 (1 diverged)" in (tmp_path / "sweep.md").read_text()
