@@ -127,16 +127,19 @@ def _dispatch(args: argparse.Namespace) -> int:
             raise ConfigError("--config is required, e.g. --config cora.yaml")
         cfg = _config_from_args(args)
         run_dir = None
-    device = resolve_device(args.device)
-    from .datasets import load_dataset
+    from .distributed import broadcast_object, init_distributed, is_rank0
+    from .experiment import load_data
 
-    data = load_dataset(cfg.data.dataset, root=cfg.data.root)
-    if run_dir is None:
+    device = init_distributed(resolve_device(args.device))
+    data = load_data(cfg)
+    if run_dir is None and is_rank0():
         run_dir = new_run_dir(Path(args.out), cfg.data.dataset, force=args.force)
+    run_dir = broadcast_object(run_dir)
     _logger.info("run directory: %s (device %s)", run_dir, device)
     metrics = run_experiment(cfg, run_dir, device, data=data, resume=bool(args.resume),
                              progress=not args.quiet)
-    print(headline(metrics))
+    if is_rank0():
+        print(headline(metrics))
     return 0
 
 

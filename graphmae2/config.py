@@ -31,10 +31,26 @@ def _f(default: Any, help: str, *, choices: Optional[Sequence[Any]] = None,  # n
     return field(default=default, metadata=meta)
 
 
+DATASETS = ("cora", "citeseer", "pubmed", "synthetic", "ogbn-arxiv", "ogbn-products")
+
+
 @dataclass
 class DataConfig:
-    dataset: str = _f("cora", "dataset name", choices=("cora", "citeseer", "pubmed"))
+    dataset: str = _f("cora", "dataset name (ogbn-*: raw OGB files under data.root)", choices=DATASETS)
     root: Optional[str] = _f(None, "where downloaded datasets are cached (default ~/.cache/graphmae2)")
+    mode: str = _f("fullbatch", "full graph per step, or batches of PPR ego-graphs",
+                   choices=("fullbatch", "minibatch"))
+    batch_size: int = _f(256, "ego-graphs per global batch (minibatch mode)", low=1)
+    ego_k: int = _f(128, "nodes per ego-graph: the seed and its top PPR neighbours", low=2)
+    ppr_alpha: float = _f(0.15, "teleport probability of the personalised PageRank", low=0.0, high=1.0,
+                          low_open=True, high_open=True)
+    ppr_eps: float = _f(1e-4, "push tolerance of the approximate PageRank", low=0.0, low_open=True)
+    ppr_workers: int = _f(1, "processes computing ego-graphs", low=1)
+    num_workers: int = _f(0, "DataLoader worker processes (minibatch mode)", low=0)
+    features: Optional[str] = _f(None, "optional .npy feature matrix, memory-mapped (minibatch mode)")
+    synthetic_nodes: int = _f(10000, "nodes of the synthetic graph", low=3)
+    synthetic_edges: int = _f(100000, "undirected edges of the synthetic graph", low=1)
+    synthetic_features: int = _f(128, "feature dimensions of the synthetic graph", low=1)
 
 
 @dataclass

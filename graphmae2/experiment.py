@@ -19,6 +19,7 @@ import torch
 
 from .config import Config, to_yaml
 from .datasets import NodeDataset, load_dataset
+from .distributed import is_rank0
 from .evaluation import cluster, finetune, linear_probe
 from .trainer import embed, pretrain
 
@@ -84,6 +85,43 @@ def headline(metrics: Dict[str, Any]) -> str:
             f"over {n} seed{'s' if n != 1 else ''} ({metrics['mode']})")
 
 
+def load_data(cfg: Config) -> NodeDataset:
+    """The dataset named by ``cfg.data``: Planetoid (shipped or downloaded), synthetic, or
+    OGB raw files under ``data.root``."""
+    d = cfg.data
+    if d.dataset == "synthetic":
+        from .datasets.synthetic import synthetic_graph
+
+        return synthetic_graph(d.synthetic_nodes, d.synthetic_edges, num_features=d.synthetic_features)
+    if d.dataset.startswith("ogbn-"):
+        from .datasets.ogb import load_ogb_raw
+
+        if d.root is None:
+            raise ValueError(f"data.dataset={d.dataset}: set data.root to the directory holding the "
+                             f"downloaded OGB files")
+        return load_ogb_raw(d.dataset, d.root)
+    return load_dataset(d.dataset, root=d.root)
+
+
+def features_of(cfg: Config, data: NodeDataset):  # noqa: ANN201 - tensor or memmap
+    """The feature matrix: ``data.features`` memory-mapped when set, else ``data.x``."""
+    if cfg.data.features is None:
+        return data.x
+    feats = np.load(cfg.data.features, mmap_mode="r")
+    if feats.ndim != 2 or feats.shape[0] != data.num_nodes:
+        raise ValueError(f"data.features={cfg.data.features}: shape {feats.shape}, expected "
+                         f"({data.num_nodes}, num_features)")
+    return feats
+
+
+def _ego_graphs(cfg: Config, data: NodeDataset):  # noqa: ANN202
+    from .sampling import ego_graphs
+
+    cache = Path(cfg.data.root or Path.home() / ".cache" / "graphmae2") / "ego"
+    return ego_graphs(data.graph, k=cfg.data.ego_k, alpha=cfg.data.ppr_alpha, eps=cfg.data.ppr_eps,
+                      workers=cfg.data.ppr_workers, cache_dir=cache)
+
+
 def run_experiment(cfg: Config, run_dir: Path, device: torch.device, data: Optional[NodeDataset] = None,
                    resume: bool = False, progress: bool = True) -> Dict[str, Any]:
     """Pre-train and evaluate every seed of ``cfg`` into ``run_dir``; returns metrics.
@@ -97,7 +135,10 @@ def run_experiment(cfg: Config, run_dir: Path, device: torch.device, data: Optio
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
     if data is None:
-        data = load_dataset(cfg.data.dataset, root=cfg.data.root)
+        data = load_data(cfg)
+    minibatch = cfg.data.mode == "minibatch"
+    egos = _ego_graphs(cfg, data) if minibatch else None
+    rank0 = is_rank0()
     per_seed: Dict[str, Dict[str, Any]] = {}
     for seed in cfg.train.seeds:
         seed_dir = run_dir / f"seed-{seed}"
@@ -107,17 +148,32 @@ def run_experiment(cfg: Config, run_dir: Path, device: torch.device, data: Optio
             _logger.info("seed %d already finished, skipped", seed)
             continue
         seed_dir.mkdir(exist_ok=True)
-        writer = SummaryWriter(str(seed_dir))
+        writer = SummaryWriter(str(seed_dir)) if rank0 else None
         try:
-            result = pretrain(cfg, data, seed, device, seed_dir, resume=resume, progress=progress,
-                              writer=writer)
+            if minibatch:
+                from .minibatch import embed_minibatch, pretrain_minibatch
+
+                result = pretrain_minibatch(cfg, data.graph, features_of(cfg, data), egos, seed, device,
+                                            seed_dir, resume=resume, progress=progress, writer=writer)
+            else:
+                result = pretrain(cfg, data, seed, device, seed_dir, resume=resume, progress=progress,
+                                  writer=writer)
+            if not rank0:
+                continue
             tic = time.perf_counter()
-            scores = evaluate(cfg, result.model, data, seed, device)
+            if minibatch:
+                emb = embed_minibatch(result.model, data.graph, features_of(cfg, data), egos, device)
+                scores = linear_probe(emb, data.y, data.train_mask, data.val_mask, data.test_mask,
+                                      lr=cfg.eval.lr, weight_decay=cfg.eval.weight_decay,
+                                      max_epoch=cfg.eval.max_epoch, seed=seed).as_dict()
+            else:
+                scores = evaluate(cfg, result.model, data, seed, device)
             for k, v in scores.items():
                 if k.endswith("acc") or k in ("nmi", "ari"):
                     writer.add_scalar(f"eval/{k}", v, cfg.train.max_epoch)
         finally:
-            writer.close()
+            if writer is not None:
+                writer.close()
         scores.update(epochs=result.epochs, seconds=result.seconds,
                       eval_seconds=time.perf_counter() - tic, final_loss=result.losses[-1],
                       monitor=result.monitor)
@@ -127,6 +183,8 @@ def run_experiment(cfg: Config, run_dir: Path, device: torch.device, data: Optio
                                                    if isinstance(v, float)))
         shutil.copyfile(seed_dir / "checkpoint.pt", run_dir / ".checkpoint.pt.tmp")
         (run_dir / ".checkpoint.pt.tmp").replace(run_dir / "checkpoint.pt")
+    if not rank0:
+        return {}
     metrics = summarize(per_seed, cfg.eval.mode)
     metrics["dataset"] = cfg.data.dataset
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))

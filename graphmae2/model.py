@@ -15,7 +15,7 @@ passed in, so the model itself holds no randomness but dropout.
 """
 from __future__ import annotations
 
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -90,7 +90,8 @@ class GraphMAE2(nn.Module):
         return nn.ModuleDict({"encoder": self.encoder, "projector": self.projector})
 
     def forward(self, graph: Graph, x: Tensor, teacher: nn.Module, mask: EncoderMask,
-                remasks: Sequence[Tensor], sparse_input: bool = False) -> Dict[str, Tensor]:
+                remasks: Sequence[Tensor], sparse_input: bool = False,
+                latent_nodes: Optional[Tensor] = None) -> Dict[str, Tensor]:
         """Losses for one step.
 
         Args:
@@ -102,13 +103,15 @@ class GraphMAE2(nn.Module):
                 ``remask_method: fixed``).
             sparse_input: run the first projection as a sparse product (exact; pays off
                 for sparse features on the CPU).
+            latent_nodes: where the latent loss is taken (default: the nodes the encoder
+                saw unmasked; mini-batches use the ego centres).
 
         Returns:
             ``{"loss", "rec", "latent"}`` scalars; ``loss = rec + lam * latent``.
         """
         dev = x.device
         mask_nodes = mask.mask_nodes.to(dev)
-        keep_nodes = mask.keep_nodes.to(dev)
+        latent_nodes = mask.keep_nodes.to(dev) if latent_nodes is None else latent_nodes.to(dev)
         x_in = masked_input(x, mask)
         is_token = token_rows(x.shape[0], mask, dev, x.dtype)
         if sparse_input:
@@ -132,8 +135,8 @@ class GraphMAE2(nn.Module):
         if self.cfg.lam > 0:
             with torch.no_grad():
                 teacher_in = ops.SparseRows(x) if sparse_input else x
-                latent_target = teacher.projector(teacher.encoder(graph, teacher_in)[keep_nodes])
-            latent_pred = self.predictor(self.projector(enc[keep_nodes]))
+                latent_target = teacher.projector(teacher.encoder(graph, teacher_in)[latent_nodes])
+            latent_pred = self.predictor(self.projector(enc[latent_nodes]))
             latent = sce_loss(latent_pred, latent_target, 1.0)
         else:
             latent = rec.new_zeros(())

@@ -11,25 +11,29 @@ vectors") keeps an estimate ``p`` and a residual ``r`` (initially ``e_s``) with 
 invariant ``pi_s = p + sum_u r(u) pi_u``; pushing a node ``u`` moves ``alpha r(u)`` into
 ``p(u)`` and spreads ``(1 - alpha) r(u)`` evenly over ``u``'s neighbours. It stops when
 ``r(u) <= eps * deg(u)`` everywhere, after touching ``O(1 / (alpha eps))`` edges whatever
-the graph's size. On an undirected graph the result then satisfies
+the graph's size. We score node ``v`` by ``p(v) + alpha r(v)``, a lower bound as tight
+as ``p`` or tighter (``pi_v(v) >= alpha``) that also ranks nodes reached but never pushed.
+On an undirected graph it satisfies
 
 .. math::
-    0 \\le \\pi_s(v) - p(v) \\le \\epsilon\\, \\deg(v) \\quad \\text{for every node } v.
+    0 \\le \\pi_s(v) - p(v) - \\alpha\\, r(v) \\le \\epsilon\\, \\deg(v) \\quad \\text{for every node } v.
 
-The seed's ego-graph is the seed followed by the ``k - 1`` other nodes of largest
-``p(v)`` (ties broken by the smaller node id), fewer if fewer nodes were pushed.
+The seed's ego-graph is the seed followed by the ``k - 1`` other nodes of highest score
+(ties broken by the smaller node id), fewer if fewer nodes were reached.
 
 Deviations from the paper, and why:
 
 * Non-lazy push (``r(u)`` drops to 0) instead of ACL's lazy walk (which keeps
-  ``r(u) / 2``): it targets the ordinary PageRank above, used for ranking by
-  PPRGo/GraphMAE2, and needs fewer pushes; ACL's lazy form matters for their
-  conductance guarantee, not for ranking.
+  ``r(u) / 2``): it targets the ordinary PPR above, as PPRGo (Bojchevski et al., KDD
+  2020) does, with fewer pushes; the lazy form serves ACL's conductance guarantee, not
+  ranking.
 * Synchronous rounds: every node over its threshold pushes at once, for a batch of
   seeds at once, as numpy array operations. Each push still moves exactly the mass ACL's
-  rule moves, so the invariant and the bound hold, only the order of pushes differs.
+  rule moves, so the invariant and the bound hold; only the order of pushes differs.
 * The seed always pushes first, even when ``deg(s) >= 1 / eps`` would stop ACL at once,
   so a hub's ego-graph still holds its neighbours.
+* Scores ``p + alpha r`` instead of ``p`` (above): with ``eps = 1e-4`` only about a
+  hundred nodes per seed are ever pushed, too few to fill ``k = 256``.
 
 Walks follow edges backwards, from a node to the sources of its incoming edges (the
 rows of our destination-sorted CSR), so an ego-graph holds the nodes whose messages
@@ -37,10 +41,9 @@ can reach the seed; on the undirected graphs :mod:`graphmae2.datasets` returns t
 the usual PPR. A node with no incoming edge keeps ``alpha r`` and drops the rest, as
 the linear system above does with a zero row of ``D^{-1} A``.
 
-A batch of ``B`` seeds shares two dense ``float64`` buffers of ``B * N`` values
-(residual and estimate, flat index ``b * N + v``). Every seed's arithmetic reads only
-its own row, in a fixed order, so a seed's result is bitwise the same whatever batch,
-batch size or worker it lands in.
+Each seed's sums run in an order fixed by node ids and the CSR alone, never by the
+other seeds of its batch, so its ego-graph is bitwise the same whatever the batch size
+or worker count.
 """
 from __future__ import annotations
 
@@ -59,7 +62,7 @@ from tqdm import tqdm
 
 from ..graph import Graph
 
-__all__ = ["CACHE_VERSION", "EgoGraphs", "approximate_ppr", "cache_key", "ego_graphs"]
+__all__ = ["CACHE_VERSION", "DEFAULT_BATCH_SIZE", "EgoGraphs", "approximate_ppr", "cache_key", "ego_graphs"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,11 +70,14 @@ logger = logging.getLogger(__name__)
 #: written by an older version are not reused.
 CACHE_VERSION = 1
 
-_BUFFER_BYTES = 1 << 28  # default memory for one worker's two B x N buffers (256 MiB)
-_MAX_BATCH = 1024  # larger batches gain little: numpy overhead is already amortised
+# Seeds pushed together. Larger batches amortise numpy's per-call overhead, but the
+# scratch arrays are [B, nodes touched by the batch], i.e. grow as B^2; on a 1M-node
+# graph 4 to 8 was fastest (benchmarks/ego_graphs.py) and 16 or more slower.
+DEFAULT_BATCH_SIZE = 8
+_TASK_BATCHES = 16  # batches per task sent to a worker: fewer messages, same order
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EgoGraphs:
     """Ego-graphs of many seeds, stored like a CSR.
 
@@ -210,45 +216,46 @@ def _push(csr: _Csr, seeds: np.ndarray, alpha: float, ws: _Workspace) -> None:
         at = ws.slot[node] * width + row
 
 
-def _scores(ws: _Workspace, alpha: float) -> np.ndarray:
-    """``[B, slots]`` estimate ``p + alpha * r`` of every slot's node, per seed.
+def _reached(ws: _Workspace, alpha: float) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(row, slot, score)`` of every (seed, node) pair with a positive score, grouped by
+    row; ``score = p + alpha * r``.
 
     ``pi - (p + alpha r)`` is still in ``[0, eps * deg]`` (because ``pi_v(v) >= alpha``),
     and it gives a score to nodes that were reached but never pushed.
     """
     used = ws.used * ws.width
-    return (ws.p[:used] + alpha * ws.r[:used]).reshape(ws.used, ws.width).T
+    score = (ws.p[:used] + alpha * ws.r[:used]).reshape(ws.used, ws.width).T.ravel()  # [B * slots]
+    hit = np.flatnonzero(score > 0)  # ~10x faster than np.nonzero on the floats
+    row, slot = np.divmod(hit, ws.used)
+    return row, slot, score[hit]
 
 
 def _ppr_batch(csr: _Csr, seeds: np.ndarray, alpha: float, ws: _Workspace
                ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(counts [B], nodes, scores)``: touched nodes per seed, ascending node id."""
+    """``(counts [B], nodes, scores)``: reached nodes per seed, ascending node id."""
     _push(csr, seeds, alpha, ws)
-    score = _scores(ws, alpha)
-    row, slot = np.nonzero(score)
-    node, value = ws.node[slot], score[row, slot]
+    row, slot, score = _reached(ws, alpha)
+    node = ws.node[slot]
     ws.clear()
     order = np.argsort(row * csr.num_nodes + node)
-    return np.bincount(row, minlength=seeds.size), node[order], value[order]
+    return np.bincount(row, minlength=seeds.size), node[order], score[order]
 
 
 def _top_k_batch(csr: _Csr, seeds: np.ndarray, k: int, alpha: float, ws: _Workspace
                  ) -> Tuple[np.ndarray, np.ndarray]:
     """``(counts [B], nodes)``: each seed, then its top ``k - 1`` other nodes by score."""
     _push(csr, seeds, alpha, ws)
-    score = np.ascontiguousarray(_scores(ws, alpha))  # [B, slots]
-    row, slot = np.nonzero(score)  # grouped by row
-    node, value = ws.node[slot], score[row, slot]
-    seed_slot = ws.slot[seeds]
+    row, slot, score = _reached(ws, alpha)
+    node = ws.node[slot]
+    score[slot == ws.slot[seeds][row]] = np.inf  # the seed sorts first
     ws.clear()
-    value[slot == seed_slot[row]] = np.inf  # the seed sorts first
     ends = np.cumsum(np.bincount(row, minlength=seeds.size)).tolist()
     counts, nodes = np.zeros(seeds.size, dtype=np.int64), []
     for b, (lo, hi) in enumerate(zip([0] + ends[:-1], ends)):  # B is small; each step is
-        v, u = value[lo:hi], node[lo:hi]  # vectorised over the seed's nodes
+        v, u = score[lo:hi], node[lo:hi]  # vectorised over the seed's nodes
         if v.size > k:
             # Keep everything tied with the k-th largest, so ties still go by node id;
-            # argpartition first, because sorting every touched node costs more.
+            # argpartition first, because sorting every reached node costs more.
             kth = v[np.argpartition(v, v.size - k)[v.size - k]]
             top = v >= kth
             v, u = v[top], u[top]
@@ -278,43 +285,39 @@ def _run_batch(bounds: Tuple[int, int]) -> Tuple[np.ndarray, np.ndarray]:
     return _top_k_batch(w["csr"], w["seeds"][bounds[0]:bounds[1]], w["k"], w["alpha"], w["ws"])
 
 
-def _default_batch_size(num_nodes: int, num_seeds: int) -> int:
-    return int(max(1, min(_MAX_BATCH, num_seeds, _BUFFER_BYTES // (16 * max(num_nodes, 1)))))
-
-
 def _compute(indptr: np.ndarray, indices: np.ndarray, seeds: np.ndarray, k: int, alpha: float,
              eps: float, workers: int, batch_size: int, progress: bool) -> EgoGraphs:
     bounds = list(_batches(seeds.size, batch_size))
     init_args = (indptr, indices, seeds, k, alpha, eps)
-    bar = tqdm(total=len(bounds), desc="ego-graphs", unit="batch", disable=not progress)
-    counts, nodes = [], []
+    pool = None
     if workers == 1 or len(bounds) <= 1:
         _init_worker(*init_args)
         results = map(_run_batch, bounds)
-        pool = None
     else:
         # fork shares the CSR with the workers copy-on-write; elsewhere the arrays are
         # pickled once per worker.
         method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
         pool = mp.get_context(method).Pool(workers, initializer=_init_worker, initargs=init_args)
-        results = pool.imap(_run_batch, bounds)  # in order: output is batch-invariant
+        results = pool.imap(_run_batch, bounds, chunksize=_TASK_BATCHES)  # in order
+    sizes = np.zeros(seeds.size + 1, dtype=np.int64)
+    # Sized for k nodes per seed; np.empty leaves untouched pages unallocated, so
+    # smaller ego-graphs cost no memory for the unused tail.
+    nodes = np.empty(seeds.size * k, dtype=np.int64)
+    done = 0
     try:
-        for c, v in results:
-            counts.append(c)
-            nodes.append(v)
-            bar.update(1)
+        with tqdm(total=len(bounds), desc="ego-graphs", unit="batch", disable=not progress) as bar:
+            for (start, stop), (counts, batch_nodes) in zip(bounds, results):
+                sizes[start + 1:stop + 1] = counts
+                nodes[done:done + batch_nodes.size] = batch_nodes
+                done += batch_nodes.size
+                bar.update(1)
     finally:
-        bar.close()
         if pool is None:
             _WORKER.clear()
         else:
             pool.terminate()
             pool.join()
-    indptr_out = np.zeros(seeds.size + 1, dtype=np.int64)
-    if counts:
-        np.cumsum(np.concatenate(counts), out=indptr_out[1:])
-    flat_nodes = np.concatenate(nodes).astype(np.int64) if nodes else np.zeros(0, dtype=np.int64)
-    return EgoGraphs(indptr_out, flat_nodes)
+    return EgoGraphs(np.cumsum(sizes), nodes[:done])
 
 
 # ---------------------------------------------------------------------- public API
@@ -344,7 +347,7 @@ def _check_args(graph: Graph, seeds, alpha: float, eps: float) -> np.ndarray:  #
 
 def approximate_ppr(graph: Graph, seeds=None, alpha: float = 0.15,  # noqa: ANN001
                     eps: float = 1e-4) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Push-method personalised PageRank estimates of each seed (see the module docstring).
+    """Push-method personalised PageRank scores ``p + alpha r`` of each seed (module docstring).
 
     Args:
         graph: the graph; walks go from a node to the sources of its incoming edges.
@@ -353,16 +356,17 @@ def approximate_ppr(graph: Graph, seeds=None, alpha: float = 0.15,  # noqa: ANN0
         eps: push tolerance; pushing stops when ``r(v) <= eps * deg(v)`` (default: 1e-4).
 
     Returns:
-        ``(indptr [S + 1], nodes, scores)``: seed ``i``'s pushed nodes, ascending, are
-        ``nodes[indptr[i]:indptr[i + 1]]`` with estimates ``scores[...]`` (float64);
-        nodes never pushed have estimate 0 and are left out.
+        ``(indptr [S + 1], nodes, scores)``: seed ``i``'s reached nodes, ascending, are
+        ``nodes[indptr[i]:indptr[i + 1]]`` with scores ``scores[...]`` (float64); on an
+        undirected graph ``0 <= pi_i(v) - score <= eps * deg(v)``. Nodes never reached
+        score 0 and are left out.
     """
     seeds = _check_args(graph, seeds, alpha, eps)
     indptr, indices = _graph_arrays(graph)
     csr = _Csr(indptr, indices, eps)
     ws = _Workspace(csr.num_nodes)
     counts, nodes, scores = [], [], []
-    for start, stop in _batches(seeds.size, _default_batch_size(graph.num_nodes, seeds.size)):
+    for start, stop in _batches(seeds.size, DEFAULT_BATCH_SIZE):
         c, v, s = _ppr_batch(csr, seeds[start:stop], alpha, ws)
         counts.append(c)
         nodes.append(v)
@@ -383,14 +387,16 @@ def cache_key(graph: Graph, seeds: np.ndarray, k: int, alpha: float, eps: float)
     return h.hexdigest()
 
 
-def _load(path: Path, num_seeds: int) -> Optional[EgoGraphs]:
+def _load(path: Path, seeds: np.ndarray) -> Optional[EgoGraphs]:
+    num_seeds = seeds.size
     try:
         with np.load(path, allow_pickle=False) as f:
             ego = EgoGraphs(f["indptr"], f["nodes"])
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
         logger.warning("ignoring unreadable ego-graph cache %s (%s); recomputing", path, err)
         return None
-    if len(ego) != num_seeds or ego.indptr[-1] != ego.nodes.size:
+    if len(ego) != num_seeds or ego.indptr[-1] != ego.nodes.size \
+            or (num_seeds and not np.array_equal(ego.seeds, seeds)):
         logger.warning("ignoring ego-graph cache %s: it does not match the request; recomputing", path)
         return None
     return ego
@@ -424,9 +430,9 @@ def ego_graphs(graph: Graph, seeds=None, k: int = 256, alpha: float = 0.15,  # n
         cache_dir: when given, results are stored in ``<cache_dir>/ego-<key>.npz`` and
             reused; the key hashes the graph, the seeds, ``k``, ``alpha``, ``eps`` and
             :data:`CACHE_VERSION` (default: None, no cache).
-        batch_size: seeds pushed together; memory is ``16 * batch_size * num_nodes``
-            bytes per worker (default: as many as fit in 256 MiB, at most 1024). It
-            never changes the result.
+        batch_size: seeds pushed together (default: :data:`DEFAULT_BATCH_SIZE`); it
+            never changes the result, only speed and scratch memory (about
+            ``16 * batch_size^2 / (alpha * eps)`` bytes per worker at most).
         progress: show a tqdm bar over batches (default: True).
 
     Returns:
@@ -438,7 +444,7 @@ def ego_graphs(graph: Graph, seeds=None, k: int = 256, alpha: float = 0.15,  # n
     if isinstance(workers, bool) or int(workers) != workers or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}; use 1 for in-process")
     if batch_size is None:
-        batch_size = _default_batch_size(graph.num_nodes, seeds.size)
+        batch_size = DEFAULT_BATCH_SIZE
     elif isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
     path = None
@@ -447,7 +453,7 @@ def ego_graphs(graph: Graph, seeds=None, k: int = 256, alpha: float = 0.15,  # n
         cache_dir.mkdir(parents=True, exist_ok=True)
         path = cache_dir / f"ego-{cache_key(graph, seeds, int(k), alpha, eps)}.npz"
         if path.is_file():
-            ego = _load(path, seeds.size)
+            ego = _load(path, seeds)
             if ego is not None:
                 logger.info("loaded %r from %s", ego, path)
                 return ego
