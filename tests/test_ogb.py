@@ -4,7 +4,6 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -72,7 +71,8 @@ def test_missing_file_error_names_the_file_and_the_download(tmp_path: Path) -> N
 def test_bad_content_is_reported_with_the_file(tmp_path: Path) -> None:
     d = _ogb_dir(tmp_path)
     _write(d / "split/time/test.csv.gz", [[2], [6]])
-    with pytest.raises(ValueError, match=r"test\.csv\.gz: 1 node id\(s\) outside \[0, 6\); first on line 2: 6"):
+    with pytest.raises(ValueError, match=r"test\.csv\.gz: 1 node id\(s\) outside \[0, 6\); "
+                                         r"first on line 2: 6"):
         load_ogb_raw("ogbn-arxiv", tmp_path)
     _write(d / "raw/node-label.csv.gz", [[0]] * 5 + [["nan"]])
     with pytest.raises(ValueError, match="label\\(s\\) are not integers"):
@@ -80,5 +80,6 @@ def test_bad_content_is_reported_with_the_file(tmp_path: Path) -> None:
 
 
 def test_unknown_name_lists_supported_datasets(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="unknown OGB dataset 'ogbn-mag'; supported: ogbn-arxiv, ogbn-products"):
+    with pytest.raises(ValueError, match="unknown OGB dataset 'ogbn-mag'; "
+                                         "supported: ogbn-arxiv, ogbn-products"):
         load_ogb_raw("ogbn-mag", tmp_path)

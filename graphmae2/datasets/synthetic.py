@@ -133,7 +133,8 @@ def _features(rng: np.random.Generator, y: np.ndarray, num_classes: int, num_fea
     n = y.size
     per_class = max(1, num_features // num_classes)
     dims = rng.permutation(num_features)
-    preferred = dims[(np.arange(num_classes)[:, None] * per_class + np.arange(per_class)) % num_features]  # [C, P]
+    block = np.arange(num_classes)[:, None] * per_class + np.arange(per_class)  # [C, P]
+    preferred = dims[block % num_features]  # [C, P] wraps around when C > F
     counts = rng.binomial(num_features, density, size=n)  # [N] active dimensions per node
     rows = np.repeat(np.arange(n), counts)  # [nnz]
     from_class = rng.random(rows.size) < _CLASS_FEATURE_SHARE

@@ -13,13 +13,13 @@ from ..graph import Graph
 from .common import make_activation, make_norm
 
 
-def gcn_norm(graph: Graph) -> Tensor:
-    """Edge weights ``1 / sqrt(deg_out(u) * deg_in(v))`` for each edge ``u -> v``.
+def gcn_norm(graph: Graph, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Edge weights ``1 / sqrt(deg_out(u) * deg_in(v))`` for each edge ``u -> v``, in ``dtype``.
 
     A node of degree 0 gets weight 0 on its (non-existent) edges rather than inf.
     """
-    deg_in = graph.in_degrees().float()
-    deg_out = graph.out_degrees().float()
+    deg_in = graph.in_degrees().to(dtype)
+    deg_out = graph.out_degrees().to(dtype)
     inv_in = torch.where(deg_in > 0, deg_in.rsqrt(), torch.zeros_like(deg_in))
     inv_out = torch.where(deg_out > 0, deg_out.rsqrt(), torch.zeros_like(deg_out))
     src, dst = graph.edges()
@@ -80,7 +80,7 @@ class GCNConv(nn.Module):
 
     def forward(self, graph: Graph, x: Tensor, edge_weight: Optional[Tensor] = None) -> Tensor:
         if edge_weight is None:
-            edge_weight = gcn_norm(graph).to(self.weight.dtype)
+            edge_weight = gcn_norm(graph, self.weight.dtype)
         out = ops.spmm(graph, ops.project(x, self.weight, self.dropout, self.training), edge_weight)
         if self.residual:
             if self.res_weight is not None:
@@ -115,7 +115,7 @@ class GCN(nn.Module):
         self.out_dim = out_dim
 
     def forward(self, graph: Graph, x: Tensor) -> Tensor:
-        weight = gcn_norm(graph).to(self.layers[0].weight.dtype)  # once, shared by every layer
+        weight = gcn_norm(graph, self.layers[0].weight.dtype)  # once, shared by every layer
         for layer in self.layers:
             x = layer(graph, x, weight)
         return x

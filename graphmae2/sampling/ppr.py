@@ -449,7 +449,7 @@ def ego_graphs(graph: Graph, seeds=None, k: int = 256, alpha: float = 0.15,  # n
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
     path = None
     if cache_dir is not None:
-        cache_dir = Path(cache_dir)
+        cache_dir = Path(cache_dir).expanduser()
         cache_dir.mkdir(parents=True, exist_ok=True)
         path = cache_dir / f"ego-{cache_key(graph, seeds, int(k), alpha, eps)}.npz"
         if path.is_file():
