@@ -25,7 +25,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import save_checkpoint
 from .config import Config
 from .ema import EMATeacher, momentum_at
 from .graph import Graph
@@ -33,7 +33,8 @@ from .manifest import environment, state_digests, tensor_digest, write_manifest
 from .masking import EncoderMask
 from .sampling import EgoGraphs
 from .seeding import derive_seed, loader_generator, seed_everything, seed_worker
-from .trainer import NonFiniteLossError, PretrainResult, build_model, build_optimizer, draw_masks, lr_factor
+from .trainer import (NonFiniteLossError, PretrainResult, build_model, build_optimizer, draw_masks,
+                      lr_factor, restore)
 
 _logger = logging.getLogger(__name__)
 
@@ -184,11 +185,7 @@ def pretrain_minibatch(cfg: Config, graph: Graph, features: Any, egos: EgoGraphs
     start, seconds = 0, 0.0
     ckpt_path = run_dir / "checkpoint.pt" if run_dir is not None else None
     if resume and ckpt_path is not None and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path, map_location=device)
-        model.load_state_dict(state["model"])
-        teacher.load_state_dict(state["teacher"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        state = restore(ckpt_path, device, model, teacher, optimizer, scheduler)
         start, losses, seconds = state["epoch"], list(state["losses"]), state["seconds"]
     first_mask = None
     bar = tqdm(total=total_steps, initial=start * steps_per_epoch, desc=f"pretrain seed {seed}",

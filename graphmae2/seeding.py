@@ -4,8 +4,8 @@ Three ideas keep a run repeatable:
 
 * ``seed_everything`` seeds every library and sets the determinism flags, then reads
   each flag back, so a misspelt attribute fails loudly instead of doing nothing.
-* Named streams: every consumer of randomness (encoder masking, each remask view,
-  dropout, the probe, data loaders) draws from a ``torch.Generator`` derived from
+* Named streams: every consumer of randomness (``init``, ``mask``, ``remask`` per view,
+  ``dropout``, ``probe``, ``loader``) draws from a ``torch.Generator`` derived from
   ``(seed, stream name, step, ...)`` through SHA-256. Turning one consumer on or off,
   or changing how many views it draws, never shifts another consumer's numbers, and a
   resumed run needs only the step counter to land on the same draws.
@@ -19,7 +19,6 @@ import hashlib
 import logging
 import os
 import random
-import sys
 from typing import Any, Dict, Union
 
 import numpy as np
@@ -28,10 +27,9 @@ from torch import nn
 
 _logger = logging.getLogger(__name__)
 
-#: Streams the package draws from. Each is independent of the others.
-STREAMS = ("init", "mask", "remask", "dropout", "probe", "loader")
-
 _HASHSEED_AT_START = os.environ.get("PYTHONHASHSEED")
+_HASHSEED_WARNED = False  # the warning is given once per process
+_ENV_AT_IMPORT = dict(os.environ)
 
 
 def derive_seed(seed: int, *keys: Union[str, int]) -> int:
@@ -87,15 +85,15 @@ def seed_everything(seed: int, deterministic: bool = True) -> Dict[str, Any]:
             and "CUBLAS_WORKSPACE_CONFIG" not in _ENV_AT_IMPORT:
         _logger.warning("CUDA was initialised before seed_everything set CUBLAS_WORKSPACE_CONFIG; "
                         "cuBLAS may still pick non-deterministic kernels. Call it first.")
-    if _HASHSEED_AT_START is None:
+    global _HASHSEED_WARNED
+    if _HASHSEED_AT_START is None and not _HASHSEED_WARNED:
+        _HASHSEED_WARNED = True
         _logger.warning(
             "PYTHONHASHSEED was not set when Python started, so the iteration order of sets "
             "of strings differs between processes (graphmae2 itself does not depend on it). "
             "Run with PYTHONHASHSEED=0 python train.py ... to rule it out.")
     return record
 
-
-_ENV_AT_IMPORT = dict(os.environ)
 
 
 def seed_worker(worker_id: int) -> None:
@@ -137,8 +135,3 @@ def init_parameters_by_name(model: nn.Module, seed: int) -> None:
     params = dict(model.named_parameters())
     for name, value in new_values.items():
         params[name].copy_(value)
-
-
-def python_hashseed_set() -> bool:
-    """Whether PYTHONHASHSEED was set when the interpreter started."""
-    return _HASHSEED_AT_START is not None or sys.flags.hash_randomization == 0

@@ -57,6 +57,18 @@ def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
     return kind(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
 
 
+def restore(path: Path, device: torch.device, model: nn.Module, teacher: EMATeacher,
+            optimizer: torch.optim.Optimizer, scheduler: Any) -> Dict[str, Any]:
+    """Load model, teacher, optimizer and LR schedule from a checkpoint; return it."""
+    state = load_checkpoint(path, map_location=device)
+    model.load_state_dict(state["model"])
+    teacher.load_state_dict(state["teacher"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    _logger.info("resumed seed %d at epoch %d from %s", state["seed"], state["epoch"], path)
+    return state
+
+
 def lr_factor(epoch: int, max_epoch: int, schedule: str) -> float:
     """Multiplier of the base LR at ``epoch``: 1, or half a cosine from 1 down to 0."""
     if schedule == "cosine":
@@ -104,14 +116,9 @@ def pretrain(cfg: Config, data: NodeDataset, seed: int, device: torch.device,
     start, seconds = 0, 0.0
     ckpt_path = run_dir / "checkpoint.pt" if run_dir is not None else None
     if resume and ckpt_path is not None and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path, map_location=device)
-        model.load_state_dict(state["model"])
-        teacher.load_state_dict(state["teacher"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        state = restore(ckpt_path, device, model, teacher, optimizer, scheduler)
         start, losses, seconds = state["epoch"], list(state["losses"]), state["seconds"]
         monitor = [dict(m) for m in state.get("monitor", [])]
-        _logger.info("resumed seed %d at epoch %d from %s", seed, start, ckpt_path)
 
     first_mask = draw_masks(cfg, seed, 0, data.num_nodes)[0].mask_nodes
 

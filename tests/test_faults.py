@@ -84,3 +84,17 @@ def test_existing_run_directory_needs_force(tmp_path, monkeypatch):
 def test_missing_checkpoint_names_the_file(tmp_path):
     with pytest.raises(checkpoint.CheckpointError, match=r"nope.pt: no such checkpoint file"):
         checkpoint.load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_cuda_out_of_memory_gives_sizes_and_what_to_change(monkeypatch, tmp_path, capsys):
+    import graphmae2.experiment as exp
+
+    def oom(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(exp, "pretrain", oom)
+    assert main(["--config", "cora.yaml", "--out", str(tmp_path), "--quiet", "--set", *tiny_overrides()]) == 1
+    err = capsys.readouterr().err
+    assert "CUDA out of memory (CUDA out of memory. Tried to allocate 2.00 GiB)" in err
+    assert "num_hidden=32" in err and "model.num_remask=1" in err and "--device cpu" in err
+    assert len(err.strip().splitlines()) == 1

@@ -1,7 +1,6 @@
 """Mini-batch pre-training on ego-graphs, and torchrun with 2 CPU processes."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,6 @@ import torch
 from graphmae2.cli import main
 from graphmae2.config import load_config
 from graphmae2.datasets.synthetic import synthetic_graph
-from graphmae2.graph import Graph
 from graphmae2.minibatch import EgoCollate, draw_batch_masks, embed_minibatch, induced_union, pretrain_minibatch
 from graphmae2.sampling import ego_graphs
 

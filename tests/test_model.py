@@ -62,3 +62,23 @@ def test_loss_falls_and_probe_beats_random_features(cora):
     chance = linear_probe(noise, cora.y, cora.train_mask, cora.val_mask, cora.test_mask, **kwargs)
     assert learned.test_acc >= chance.test_acc + 0.30, (learned.test_acc, chance.test_acc)
     assert learned.test_acc >= 0.65
+
+
+def test_collapse_monitor_warns_on_constant_embeddings_and_not_on_a_normal_run(cora, caplog, monkeypatch):
+    import logging
+
+    cfg = small_cfg(**{"train.monitor_every": 1, "train.max_epoch": 2})
+    with caplog.at_level(logging.WARNING, logger="graphmae2.trainer"):
+        normal = pretrain(cfg, cora, 0, torch.device("cpu"), progress=False)
+    assert len(normal.monitor) == 2 and not [r for r in caplog.records if "collapse" in r.message]
+    assert normal.monitor[-1]["eff_rank_online"] > 1.0
+
+    from graphmae2.model import GraphMAE2
+
+    monkeypatch.setattr(GraphMAE2, "embed", lambda self, graph, x: torch.ones(x.shape[0], self.out_dim))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="graphmae2.trainer"):
+        collapsed = pretrain(cfg, cora, 0, torch.device("cpu"), progress=False)
+    warnings = [r.message for r in caplog.records if "collapse" in r.message]
+    assert warnings and "epoch 0" in warnings[0]
+    assert collapsed.monitor[0]["std"] == 0.0

@@ -1,7 +1,6 @@
 """Bitwise repeatability: in process, across processes, across an interrupted run."""
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys

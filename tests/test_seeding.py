@@ -40,9 +40,11 @@ def test_seed_everything_fails_loudly_when_a_flag_does_not_take(monkeypatch):
 
 def test_unset_pythonhashseed_warns_once_with_the_fix(monkeypatch, caplog):
     monkeypatch.setattr(seeding, "_HASHSEED_AT_START", None)
+    monkeypatch.setattr(seeding, "_HASHSEED_WARNED", False)
     with caplog.at_level(logging.WARNING, logger="graphmae2.seeding"):
         seed_everything(0, deterministic=False)
-    assert any("PYTHONHASHSEED=0" in r.message for r in caplog.records)
+        seed_everything(1, deterministic=False)
+    assert sum("PYTHONHASHSEED=0" in r.message for r in caplog.records) == 1
 
 
 def test_derived_seeds_are_stable_and_distinct():
