@@ -3,6 +3,7 @@ and the ratio against a plain dense implementation of the same model in the same
 
     python benchmarks/epoch_time.py --config cora.yaml --epochs 20
     python benchmarks/epoch_time.py --config cora.yaml --device cuda --deterministic both
+    python benchmarks/epoch_time.py --config cora.yaml --set model.remask_method=random
 
 "Plain dense" = the same GraphMAE2 with dense first-layer input and one decoder pass per
 view (no shared projection), i.e. what a direct transcription of the paper computes.
@@ -50,13 +51,15 @@ def time_epochs(cfg, data, device, epochs, warmup, fast):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="cora.yaml")
+    p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="config overrides, as for train.py")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--device", default="cpu")
     p.add_argument("--deterministic", choices=["on", "off", "both"], default="on")
     p.add_argument("--skip-dense", action="store_true", help="only time the optimised path")
     args = p.parse_args()
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, args.overrides)
     data = load_dataset(cfg.data.dataset)
     device = torch.device(args.device)
     rows = []

@@ -130,7 +130,7 @@ def pretrain(cfg: Config, data: NodeDataset, seed: int, device: torch.device,
             "model": model.state_dict(), "teacher": teacher.state_dict(),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             # Streams are counter-based: (seed, name, epoch) is their whole state.
-            "rng": {"seed": seed, "epoch": epoch, "torch_cpu": torch.get_rng_state()},
+            "rng": {"seed": seed, "epoch": epoch},
             "losses": losses, "monitor": monitor, "seconds": seconds}, ckpt_path)
 
     # ====== training loop ======

@@ -1,4 +1,5 @@
 """GraphMAE2 model and training on Cora with a small budget."""
+import pytest
 import torch
 
 from graphmae2.config import load_config
@@ -82,3 +83,13 @@ def test_collapse_monitor_warns_on_constant_embeddings_and_not_on_a_normal_run(c
     warnings = [r.message for r in caplog.records if "collapse" in r.message]
     assert warnings and "epoch 0" in warnings[0]
     assert collapsed.monitor[0]["std"] == 0.0
+
+
+@pytest.mark.parametrize("encoder,decoder", [("gat", "gcn"), ("gat", "mlp"), ("gcn", "linear"), ("gcn", "gat")])
+def test_every_encoder_decoder_pair_trains_a_step(cora, encoder, decoder):
+    cfg = small_cfg(**{"model.encoder": encoder, "model.decoder": decoder})
+    model = build_model(cfg, cora.num_features, 0)
+    teacher = EMATeacher(model.ema_source())
+    out = model(cora.graph, cora.x, teacher.module, *draw_masks(cfg, 0, 0, cora.num_nodes), sparse_input=True)
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]) and model.encoder_to_decoder.weight.grad is not None

@@ -19,10 +19,9 @@ class MLP(nn.Module):
     """
 
     def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int,
-                 activation: str = "prelu", feat_drop: float = 0.0, residual: bool = False,
-                 norm: str = "none", encoding: bool = True) -> None:
+                 activation: str = "prelu", feat_drop: float = 0.0, norm: str = "none",
+                 encoding: bool = True) -> None:
         super().__init__()
-        del residual  # accepted for a uniform signature; an MLP decoder has no use for it
         dims = [in_dim] + [hidden_dim] * (num_layers - 1) + [out_dim]
         self.feat_drop = feat_drop
         self.linears = nn.ModuleList(nn.Linear(dims[i], dims[i + 1]) for i in range(num_layers))
