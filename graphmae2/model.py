@@ -64,7 +64,7 @@ class GraphMAE2(nn.Module):
             num_heads=cfg.num_out_heads, num_out_heads=cfg.num_out_heads,
             activation=cfg.activation, feat_drop=cfg.in_drop, attn_drop=cfg.attn_drop,
             negative_slope=cfg.negative_slope, residual=False, norm="none",
-            concat_out=True, encoding=False)
+            concat_out=False, encoding=False)  # heads averaged: the output must be in_dim wide
         self.encoder_to_decoder = nn.Linear(hidden, hidden, bias=False)
         self.projector = nn.Sequential(nn.Linear(hidden, cfg.projector_hidden), nn.PReLU(),
                                        nn.Linear(cfg.projector_hidden, hidden))

@@ -93,3 +93,11 @@ def test_every_encoder_decoder_pair_trains_a_step(cora, encoder, decoder):
     out = model(cora.graph, cora.x, teacher.module, *draw_masks(cfg, 0, 0, cora.num_nodes), sparse_input=True)
     out["loss"].backward()
     assert torch.isfinite(out["loss"]) and model.encoder_to_decoder.weight.grad is not None
+
+
+def test_decoder_with_several_heads_reconstructs_in_feature_space(cora):
+    cfg = small_cfg(**{"model.num_out_heads": 2})
+    model = build_model(cfg, cora.num_features, 0)
+    out = model(cora.graph, cora.x, EMATeacher(model.ema_source()).module,
+                *draw_masks(cfg, 0, 0, cora.num_nodes), sparse_input=True)
+    assert torch.isfinite(out["loss"])
