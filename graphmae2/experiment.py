@@ -138,6 +138,7 @@ def run_experiment(cfg: Config, run_dir: Path, device: torch.device, data: Optio
         data = load_data(cfg)
     minibatch = cfg.data.mode == "minibatch"
     egos = _ego_graphs(cfg, data) if minibatch else None
+    features = features_of(cfg, data) if minibatch else None
     rank0 = is_rank0()
     per_seed: Dict[str, Dict[str, Any]] = {}
     for seed in cfg.train.seeds:
@@ -153,7 +154,7 @@ def run_experiment(cfg: Config, run_dir: Path, device: torch.device, data: Optio
             if minibatch:
                 from .minibatch import embed_minibatch, pretrain_minibatch
 
-                result = pretrain_minibatch(cfg, data.graph, features_of(cfg, data), egos, seed, device,
+                result = pretrain_minibatch(cfg, data.graph, features, egos, seed, device,
                                             seed_dir, resume=resume, progress=progress, writer=writer)
             else:
                 result = pretrain(cfg, data, seed, device, seed_dir, resume=resume, progress=progress,
@@ -162,7 +163,7 @@ def run_experiment(cfg: Config, run_dir: Path, device: torch.device, data: Optio
                 continue
             tic = time.perf_counter()
             if minibatch:
-                emb = embed_minibatch(result.model, data.graph, features_of(cfg, data), egos, device)
+                emb = embed_minibatch(result.model, data.graph, features, egos, device)
                 scores = linear_probe(emb, data.y, data.train_mask, data.val_mask, data.test_mask,
                                       lr=cfg.eval.lr, weight_decay=cfg.eval.weight_decay,
                                       max_epoch=cfg.eval.max_epoch, seed=seed).as_dict()
