@@ -20,7 +20,7 @@ from graphmae2 import load_dataset
 from graphmae2.config import load_config
 from graphmae2.ema import EMATeacher
 from graphmae2.seeding import seed_everything
-from graphmae2.trainer import build_model, build_optimizer, draw_masks
+from graphmae2.trainer import autocast, build_model, build_optimizer, draw_masks
 
 
 def time_epochs(cfg, data, device, epochs, warmup, fast):
@@ -28,7 +28,7 @@ def time_epochs(cfg, data, device, epochs, warmup, fast):
     teacher = EMATeacher(model.ema_source())
     opt = build_optimizer(cfg, model)
     graph, x = data.graph.to(device), data.x.to(device)
-    model.shared_views = fast and model.shared_views
+    model.fast_decode = fast and model.fast_decode
     times = []
     for epoch in range(warmup + epochs):
         if device.type == "cuda":
@@ -36,7 +36,8 @@ def time_epochs(cfg, data, device, epochs, warmup, fast):
         tic = time.perf_counter()
         mask, remasks = draw_masks(cfg, 0, epoch, data.num_nodes)
         model.train()
-        loss = model(graph, x, teacher.module, mask, remasks, sparse_input=fast and device.type == "cpu")["loss"]
+        with autocast(cfg, device):
+            loss = model(graph, x, teacher.module, mask, remasks, sparse_input=fast and device.type == "cpu")["loss"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

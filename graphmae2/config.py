@@ -99,6 +99,8 @@ class TrainConfig:
     grad_clip: float = _f(0.0, "max gradient norm (0 = no clipping)", low=0.0)
     seeds: List[int] = _f([0], "seeds; one full run per seed")
     deterministic: bool = _f(True, "bitwise-repeatable kernels (slower on GPU)")
+    precision: str = _f("fp32", "fp32, or bf16: dense matmuls under bfloat16 autocast, message passing and losses in float32",
+                        choices=("fp32", "bf16"))
     checkpoint_every: int = _f(100, "epochs between checkpoints (and at the end)", low=1)
     on_nan: str = _f("stop", "what a NaN/Inf loss does", choices=("stop", "skip"))
     monitor_every: int = _f(100, "epochs between collapse checks (0 = never); costs one SVD", low=0)

@@ -35,16 +35,21 @@ class Graph:
     Args:
         indptr: ``[num_nodes + 1]`` int64 offsets into ``indices`` per destination node.
         indices: ``[num_edges]`` int64 source node of each edge, grouped by destination.
-        num_nodes: number of nodes (isolated nodes included).
+        num_nodes: number of nodes (isolated nodes included); with ``num_src``, the
+            number of destination nodes.
+        num_src: number of source nodes when sources and destinations are different
+            node sets (see :meth:`in_edges`); default ``num_nodes``.
 
     Build one with :meth:`from_edges`, :meth:`from_edge_index` or :meth:`from_dgl`
     rather than by hand; those validate the input once, so layers never need to.
     """
 
-    def __init__(self, indptr: Tensor, indices: Tensor, num_nodes: int) -> None:
+    def __init__(self, indptr: Tensor, indices: Tensor, num_nodes: int,
+                 num_src: Optional[int] = None) -> None:
         self.indptr = indptr
         self.indices = indices
         self.num_nodes = int(num_nodes)
+        self.num_src = self.num_nodes if num_src is None else int(num_src)
         self._dst: Optional[Tensor] = None
         self._rev: Optional[Tuple[Tensor, Tensor, Tensor]] = None
 
@@ -128,7 +133,7 @@ class Graph:
         return self.indptr[1:] - self.indptr[:-1]
 
     def out_degrees(self) -> Tensor:
-        return torch.bincount(self.indices, minlength=self.num_nodes)
+        return torch.bincount(self.indices, minlength=self.num_src)
 
     @property
     def reverse(self) -> Tuple[Tensor, Tensor, Tensor]:
@@ -140,7 +145,7 @@ class Graph:
         """
         if self._rev is None:
             perm = torch.sort(self.indices, stable=True).indices
-            indptr = torch.zeros(self.num_nodes + 1, dtype=torch.long, device=self.device)
+            indptr = torch.zeros(self.num_src + 1, dtype=torch.long, device=self.device)
             indptr[1:] = torch.cumsum(self.out_degrees(), 0)
             self._rev = (indptr, self.dst[perm], perm)
         return self._rev
@@ -166,6 +171,21 @@ class Graph:
         return Graph.from_edges(torch.cat([src, dst]).cpu(), torch.cat([dst, src]).cpu(),
                                 self.num_nodes).to(self.device)
 
+    def in_edges(self, rows: Tensor) -> "Graph":
+        """The in-edges of ``rows`` as a bipartite graph: destination ``i`` is node
+        ``rows[i]``, sources keep their ids (``num_src = num_nodes``).
+
+        Layers use it to compute only the output rows a loss reads.
+        """
+        rows = torch.as_tensor(rows, device=self.device).long()
+        start = self.indptr[rows]
+        deg = self.indptr[rows + 1] - start
+        indptr = torch.zeros(rows.numel() + 1, dtype=torch.long, device=self.device)
+        indptr[1:] = torch.cumsum(deg, 0)
+        edge = torch.repeat_interleave(start - indptr[:-1], deg) \
+            + torch.arange(int(indptr[-1]), device=self.device)
+        return Graph(indptr, self.indices[edge], rows.numel(), num_src=self.num_src)
+
     def subgraph(self, nodes: Tensor) -> "Graph":
         """Induced subgraph on ``nodes``; node ``nodes[i]`` becomes node ``i``."""
         nodes = torch.as_tensor(nodes, device=self.device).long()
@@ -182,7 +202,7 @@ class Graph:
         device = torch.device(device)
         if device == self.device:
             return self
-        return Graph(self.indptr.to(device), self.indices.to(device), self.num_nodes)
+        return Graph(self.indptr.to(device), self.indices.to(device), self.num_nodes, self.num_src)
 
     def digest(self) -> str:
         """SHA-256 of the structure, stable across runs and devices (used as a cache key)."""
@@ -193,4 +213,5 @@ class Graph:
         return h.hexdigest()
 
     def __repr__(self) -> str:
-        return f"Graph(num_nodes={self.num_nodes}, num_edges={self.num_edges})"
+        src = f", num_src={self.num_src}" if self.num_src != self.num_nodes else ""
+        return f"Graph(num_nodes={self.num_nodes}{src}, num_edges={self.num_edges})"

@@ -33,8 +33,8 @@ from .manifest import environment, state_digests, tensor_digest, write_manifest
 from .masking import EncoderMask
 from .sampling import EgoGraphs
 from .seeding import derive_seed, loader_generator, seed_everything, seed_worker
-from .trainer import (NonFiniteLossError, PretrainResult, build_model, build_optimizer, draw_masks,
-                      lr_factor, restore)
+from .trainer import (NonFiniteLossError, PretrainResult, autocast, build_model, build_optimizer,
+                      draw_masks, lr_factor, restore)
 
 _logger = logging.getLogger(__name__)
 
@@ -203,7 +203,8 @@ def pretrain_minibatch(cfg: Config, graph: Graph, features: Any, egos: EgoGraphs
                 first_mask = mask.mask_nodes
             torch.manual_seed(derive_seed(seed, "dropout", step, rank))
             model.train()
-            parts = ddp(g, x, teacher.module, mask, remasks, False, batch.centres.to(device))
+            with autocast(cfg, device):
+                parts = ddp(g, x, teacher.module, mask, remasks, False, batch.centres.to(device))
             if not torch.isfinite(parts["loss"]):
                 raise NonFiniteLossError(f"non-finite loss at epoch {epoch} step {step} (seed {seed})")
             optimizer.zero_grad(set_to_none=True)

@@ -15,7 +15,7 @@ passed in, so the model itself holds no randomness but dropout.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -23,15 +23,15 @@ from torch import Tensor, nn
 
 from .config import ModelConfig
 from .graph import Graph
-from .layers import build_network
+from .layers import GAT, GCN, build_network
 from . import ops
 from .masking import EncoderMask, masked_input, token_rows
 
 
 def sce_loss(pred: Tensor, target: Tensor, alpha: float) -> Tensor:
     r"""Scaled cosine error :math:`\mathrm{mean}_i (1 - \cos(p_i, t_i))^\alpha`."""
-    pred = F.normalize(pred, p=2, dim=-1)
-    target = F.normalize(target, p=2, dim=-1)
+    pred = F.normalize(pred.float(), p=2, dim=-1)  # float32 under bf16 autocast too
+    target = F.normalize(target.float(), p=2, dim=-1)
     return (1.0 - (pred * target).sum(-1)).pow(alpha).mean()
 
 
@@ -69,9 +69,13 @@ class GraphMAE2(nn.Module):
         self.projector = nn.Sequential(nn.Linear(hidden, cfg.projector_hidden), nn.PReLU(),
                                        nn.Linear(cfg.projector_hidden, hidden))
         self.predictor = nn.Sequential(nn.PReLU(), nn.Linear(hidden, hidden))
-        # Decode all views with one shared first projection when the decoder supports
-        # it (GAT); False runs the decoder once per view, as a direct transcription would.
-        self.shared_views = hasattr(self.decoder, "forward_views")
+        # Exploit the decoder input's structure when the decoder projects through
+        # ``ops.project`` (GAT, GCN): under fixed re-masking only the kept rows are
+        # non-zero, so only they are projected; under random re-masking a GAT decodes all
+        # views from one shared projection. False decodes a dense copy per view, as a
+        # direct transcription of the paper would (same loss, more work).
+        self.fast_decode = isinstance(self.decoder, (GAT, GCN))
+        self._sparse_cache: Optional[Tuple[Tensor, int, ops.SparseRows]] = None
         self.enc_mask_token = nn.Parameter(torch.empty(1, in_dim))
         self.dec_mask_token = nn.Parameter(torch.empty(1, hidden))
         self.reset_parameters()
@@ -110,37 +114,55 @@ class GraphMAE2(nn.Module):
             ``{"loss", "rec", "latent"}`` scalars; ``loss = rec + lam * latent``.
         """
         dev = x.device
-        mask_nodes = mask.mask_nodes.to(dev)
-        latent_nodes = mask.keep_nodes.to(dev) if latent_nodes is None else latent_nodes.to(dev)
+        mask_nodes, keep = mask.mask_nodes.to(dev), mask.keep_nodes.to(dev)
+        latent_nodes = keep if latent_nodes is None else latent_nodes.to(dev)
         x_in = masked_input(x, mask)
         is_token = token_rows(x.shape[0], mask, dev, x.dtype)
         if sparse_input:
             x_in = ops.SparseRows(x_in, is_token, self.enc_mask_token)
         else:
             x_in = x_in + is_token * self.enc_mask_token
-        enc = self.encoder(graph, x_in)                                         # (N, hidden)
 
-        rep = self.encoder_to_decoder(enc)
-        if self.cfg.remask_method == "fixed":
-            nodes, token = [mask.mask_nodes], torch.zeros_like(self.dec_mask_token)
+        if self.cfg.remask_method == "fixed" and self.fast_decode:
+            # The decoder input is zero at masked nodes, so only the kept rows of the
+            # encoder output are read (plus the latent rows, when those differ).
+            rows = keep if latent_nodes is keep else torch.cat([keep, latent_nodes])
+            enc = self.encoder(graph, x_in, rows=rows)                          # (len(rows), hidden)
+            online = enc if latent_nodes is keep else enc[keep.numel():]
+            rep = ops.KeptRows(self.encoder_to_decoder(enc[:keep.numel()]), keep, x.shape[0])
+            recons = [self.decoder(graph, rep, rows=mask_nodes)]
         else:
-            nodes, token = list(remasks), self.dec_mask_token
-        if self.shared_views:
-            recons = self.decoder.forward_views(graph, rep, nodes, token)
-        else:
-            recons = [self.decoder(graph, ops.replace_rows(rep, n, token)) for n in nodes]
+            enc = self.encoder(graph, x_in)                                     # (N, hidden)
+            online = enc[latent_nodes]
+            rep = self.encoder_to_decoder(enc)
+            if self.cfg.remask_method == "fixed":
+                nodes, token = [mask.mask_nodes], torch.zeros_like(self.dec_mask_token)
+            else:
+                nodes, token = list(remasks), self.dec_mask_token
+            if self.fast_decode and hasattr(self.decoder, "forward_views"):
+                recons = self.decoder.forward_views(graph, rep, nodes, token)
+            else:
+                recons = [self.decoder(graph, ops.replace_rows(rep, n, token)) for n in nodes]
+            recons = [r[mask_nodes] for r in recons]
         target = x[mask_nodes]
-        rec = sum(sce_loss(r[mask_nodes], target, self.cfg.alpha_l) for r in recons)
+        rec = sum(sce_loss(r, target, self.cfg.alpha_l) for r in recons)
 
         if self.cfg.lam > 0:
             with torch.no_grad():
-                teacher_in = ops.SparseRows(x) if sparse_input else x
-                latent_target = teacher.projector(teacher.encoder(graph, teacher_in)[latent_nodes])
-            latent_pred = self.predictor(self.projector(enc[latent_nodes]))
+                teacher_in = self._sparse_features(x) if sparse_input else x
+                latent_target = teacher.projector(teacher.encoder(graph, teacher_in, rows=latent_nodes))
+            latent_pred = self.predictor(self.projector(online))
             latent = sce_loss(latent_pred, latent_target, 1.0)
         else:
             latent = rec.new_zeros(())
         return {"loss": rec + self.cfg.lam * latent, "rec": rec, "latent": latent}
+
+    def _sparse_features(self, x: Tensor) -> ops.SparseRows:
+        """``SparseRows(x)`` for the teacher's input, built once per feature tensor."""
+        cached = self._sparse_cache
+        if cached is None or cached[0] is not x or cached[1] != x._version:
+            self._sparse_cache = (x, x._version, ops.SparseRows(x))
+        return self._sparse_cache[2]
 
     @torch.no_grad()
     def embed(self, graph: Graph, x: Tensor) -> Tensor:

@@ -69,6 +69,12 @@ def restore(path: Path, device: torch.device, model: nn.Module, teacher: EMATeac
     return state
 
 
+def autocast(cfg: Config, device: torch.device) -> torch.autocast:
+    """The forward pass's precision: bfloat16 autocast for ``train.precision: bf16``
+    (dense matmuls in bfloat16; ``ops`` keeps message passing in float32), else off."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16")
+
+
 def lr_factor(epoch: int, max_epoch: int, schedule: str) -> float:
     """Multiplier of the base LR at ``epoch``: 1, or half a cosine from 1 down to 0."""
     if schedule == "cosine":
@@ -141,7 +147,8 @@ def pretrain(cfg: Config, data: NodeDataset, seed: int, device: torch.device,
         mask, remasks = draw_masks(cfg, seed, epoch, data.num_nodes)
         torch.manual_seed(derive_seed(seed, "dropout", epoch))  # the dropout stream
         model.train()
-        parts = model(graph, x, teacher.module, mask, remasks, sparse_input)
+        with autocast(cfg, device):
+            parts = model(graph, x, teacher.module, mask, remasks, sparse_input)
         loss = parts["loss"]
         if not torch.isfinite(loss):
             bad = {k: v.item() for k, v in parts.items() if k != "loss" and not torch.isfinite(v)}

@@ -31,6 +31,23 @@ def test_gat_equals_dense_reference(random_graph, concat):
     assert torch.allclose(layer(random_graph, x), dense_gat(layer, random_graph, x), atol=1e-10)
 
 
+@pytest.mark.parametrize("concat", [True, False])
+@pytest.mark.parametrize("num_rows", [5, 30])  # aggregate first / full output, then rows
+def test_gat_rows_equal_the_full_output_at_those_rows(random_graph, concat, num_rows):
+    """Output at a subset of rows: same values and gradients as the full output."""
+    torch.manual_seed(0)
+    layer = GATConv(6, 4, num_heads=3, concat=concat, activation="prelu", norm="layernorm").double().eval()
+    rows = torch.randperm(random_graph.num_nodes)[:num_rows]
+    x = torch.randn(random_graph.num_nodes, 6, dtype=torch.float64, requires_grad=True)
+    part = layer(random_graph, x, rows=rows)
+    full = layer(random_graph, x)[rows]
+    assert torch.allclose(part, full, atol=1e-12)
+    g_part = torch.autograd.grad(part.square().sum(), [x] + list(layer.parameters()))
+    g_full = torch.autograd.grad(full.square().sum(), [x] + list(layer.parameters()))
+    for a, b in zip(g_part, g_full):
+        assert torch.allclose(a, b, atol=1e-12)
+
+
 def test_gat_attention_over_in_edges_sums_to_one(random_graph):
     layer = GATConv(5, 3, num_heads=2)
     z = layer.project(torch.randn(random_graph.num_nodes, 5)).view(-1, 2, 3)

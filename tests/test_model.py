@@ -37,6 +37,30 @@ def test_sparse_and_dense_input_paths_agree(cora):
         assert torch.allclose(dense[k], sparse[k], atol=1e-5), k
 
 
+@pytest.mark.parametrize("remask", ["fixed", "random"])
+@pytest.mark.parametrize("decoder", ["gat", "gcn"])
+def test_fast_decode_matches_a_dense_decode_per_view(cora, remask, decoder):
+    """Kept-rows projection (fixed) and the shared projection (random) change the work,
+    not the loss or its gradients."""
+    cfg = small_cfg(**{"model.remask_method": remask, "model.decoder": decoder})
+    model = build_model(cfg, cora.num_features, 0).eval()  # no dropout: paths comparable
+    teacher = EMATeacher(model.ema_source())
+    mask, remasks = draw_masks(cfg, 0, 0, cora.num_nodes)
+    results = []
+    for fast in (True, False):
+        model.fast_decode = fast
+        model.zero_grad(set_to_none=True)
+        out = model(cora.graph, cora.x, teacher.module, mask, remasks)
+        out["loss"].backward()
+        results.append((out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (fast_out, fast_grad), (dense_out, dense_grad) = results
+    for k in dense_out:
+        assert torch.allclose(fast_out[k], dense_out[k], rtol=1e-5, atol=1e-6), k
+    assert fast_grad.keys() == dense_grad.keys()
+    for n in dense_grad:
+        assert torch.allclose(fast_grad[n], dense_grad[n], rtol=1e-4, atol=1e-6), n
+
+
 def test_fixed_remask_and_no_latent_branch_run(cora):
     cfg = small_cfg(**{"model.remask_method": "fixed", "model.lam": 0})
     model = build_model(cfg, cora.num_features, 0)

@@ -33,6 +33,25 @@ def test_spmm_matches_dense_product(random_graph):
         assert torch.allclose(out[:, h], a @ x[:, h])
 
 
+def test_spmm_shared_on_in_edges_of_some_rows_matches_dense_product(random_graph):
+    g = random_graph
+    rows = torch.tensor([7, 0, 31, 12])
+    sub = g.in_edges(rows)
+    assert (sub.num_nodes, sub.num_src) == (4, g.num_nodes)
+    x = torch.randn(g.num_nodes, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.rand(sub.num_edges, 3, dtype=torch.float64, requires_grad=True)
+    out = ops.spmm_shared(sub, x, w)
+    for h in range(3):
+        a = torch.zeros(4, g.num_nodes, dtype=torch.float64)
+        a[sub.dst, sub.indices] = w[:, h].detach()
+        assert torch.allclose(out[:, h], a @ x.detach())
+    assert torch.autograd.gradcheck(lambda w, x: ops.spmm_shared(sub, x, w), (w, x))
+    s = torch.randn(sub.num_edges, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda s: ops.segment_softmax(sub, s), (s,))
+    y = torch.randn(g.num_nodes, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda y: ops.gather_src(sub, y), (y,))
+
+
 def test_spmm_unweighted_2d(random_graph):
     x = torch.randn(random_graph.num_nodes, 4, dtype=torch.float64)
     assert torch.allclose(ops.spmm(random_graph, x), dense_adjacency(random_graph) @ x)

@@ -5,7 +5,6 @@ import math
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import ops
@@ -86,7 +85,7 @@ class GCNConv(nn.Module):
             if self.res_weight is not None:
                 out = out + ops.project(x, self.res_weight, self.dropout, self.training)
             else:
-                out = out + F.dropout(x, self.dropout, self.training)
+                out = out + ops.dropout(x, self.dropout, self.training)
         if self.bias is not None:
             out = out + self.bias
         return self.act(self.norm(out))
@@ -114,8 +113,9 @@ class GCN(nn.Module):
                                        activation if keep else None, norm if keep else None))
         self.out_dim = out_dim
 
-    def forward(self, graph: Graph, x: Tensor) -> Tensor:
+    def forward(self, graph: Graph, x: Tensor, rows: Optional[Tensor] = None) -> Tensor:
+        """Output at every node, or only the ``rows`` of it when given."""
         weight = gcn_norm(graph, self.layers[0].weight.dtype)  # once, shared by every layer
         for layer in self.layers:
             x = layer(graph, x, weight)
-        return x
+        return x if rows is None else x[rows.to(x.device)]

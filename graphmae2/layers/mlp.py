@@ -1,9 +1,11 @@
 """Multi-layer perceptron decoder: ignores the graph, so decoding is node-wise."""
 from __future__ import annotations
 
-import torch.nn.functional as F
+from typing import Optional
+
 from torch import Tensor, nn
 
+from .. import ops
 from ..graph import Graph
 from .common import make_activation, make_norm
 
@@ -34,8 +36,9 @@ class MLP(nn.Module):
             for i in range(num_layers))
         self.out_dim = out_dim
 
-    def forward(self, graph: Graph, x: Tensor) -> Tensor:
+    def forward(self, graph: Graph, x: Tensor, rows: Optional[Tensor] = None) -> Tensor:
+        """Output at every node, or only the ``rows`` of it when given."""
         del graph
         for linear, norm, act in zip(self.linears, self.norms, self.acts):
-            x = act(norm(linear(F.dropout(x, self.feat_drop, self.training))))
-        return x
+            x = act(norm(linear(ops.dropout(x, self.feat_drop, self.training))))
+        return x if rows is None else x[rows.to(x.device)]
