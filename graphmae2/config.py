@@ -111,6 +111,8 @@ class EvalConfig:
     mode: str = _f("linear", "evaluation of the frozen encoder", choices=("linear", "finetune", "cluster"))
     lr: float = _f(0.01, "linear-probe learning rate", low=0.0, low_open=True)
     weight_decay: float = _f(1e-4, "linear-probe weight decay", low=0.0)
+    weight_decay_grid: List[float] = _f([], "if set, probe once per weight decay listed and report the one with "
+                                        "the best validation accuracy (eval.weight_decay is then unused)", low=0.0)
     max_epoch: int = _f(300, "linear-probe epochs", low=1)
     finetune_lr: float = _f(0.005, "fine-tuning learning rate", low=0.0, low_open=True)
     finetune_weight_decay: float = _f(5e-4, "fine-tuning weight decay", low=0.0)
@@ -177,9 +179,10 @@ def _describe(f: dataclasses.Field) -> str:
 
 def _type_name(f: dataclasses.Field) -> str:
     t = str(f.type)
-    for name in ("List[int]", "Optional[str]", "bool", "int", "float", "str"):
+    for name in ("List[int]", "List[float]", "Optional[str]", "bool", "int", "float", "str"):
         if name in t:
-            return {"List[int]": "list of integers", "Optional[str]": "string or null"}.get(name, name)
+            return {"List[int]": "list of integers", "List[float]": "list of numbers",
+                    "Optional[str]": "string or null"}.get(name, name)
     return t
 
 
@@ -197,9 +200,7 @@ def _coerce(f: dataclasses.Field, value: Any, where: str) -> Any:
             raise bad
         return value
     if kind == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad
-        return float(value)
+        return _as_float(value, bad)
     if kind == "str":
         if not isinstance(value, str):
             raise bad
@@ -215,7 +216,26 @@ def _coerce(f: dataclasses.Field, value: Any, where: str) -> Any:
                 any(isinstance(v, bool) or not isinstance(v, int) for v in value):
             raise ConfigError(f"{where}: {value!r} is not a valid value; allowed: a non-empty list of integers")
         return list(value)
+    if kind == "list of numbers":
+        value = value if isinstance(value, list) else [value]
+        value = [_as_float(v, ConfigError(f"{where}: {value!r} is not a valid value; allowed: "
+                                           f"{_describe(f)}")) for v in value]
+        for v in value:
+            _check_range(f, v, where)
+        return value
     raise bad
+
+
+def _as_float(value: Any, bad: ConfigError) -> float:
+    """A number; strings like ``1e-3`` too (YAML 1.1 reads exponents without a dot as text)."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise bad from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise bad
+    return float(value)
 
 
 def _check_range(f: dataclasses.Field, value: Any, where: str) -> None:

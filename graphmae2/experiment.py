@@ -62,8 +62,22 @@ def evaluate(cfg: Config, model: torch.nn.Module, data: NodeDataset, seed: int,
     emb = embed(model, data, device)
     if e.mode == "cluster":
         return cluster(emb, data.y, data.num_classes, seed=seed, n_init=e.cluster_n_init)
-    return linear_probe(emb, data.y, data.train_mask, data.val_mask, data.test_mask, lr=e.lr,
-                        weight_decay=e.weight_decay, max_epoch=e.max_epoch, seed=seed).as_dict()
+    return probe(cfg, emb, data, seed)
+
+
+def probe(cfg: Config, emb: torch.Tensor, data: NodeDataset, seed: int) -> Dict[str, float]:
+    """Linear probe with ``eval.weight_decay``, or, when ``eval.weight_decay_grid`` is set,
+    the grid value with the best validation accuracy (the first on ties): the test split
+    never influences the choice. The weight decay used is reported as ``probe_weight_decay``."""
+    e = cfg.eval
+    best = None
+    for wd in e.weight_decay_grid or [e.weight_decay]:
+        result = linear_probe(emb, data.y, data.train_mask, data.val_mask, data.test_mask, lr=e.lr,
+                              weight_decay=wd, max_epoch=e.max_epoch, seed=seed).as_dict()
+        result["probe_weight_decay"] = wd
+        if best is None or result["val_acc"] > best["val_acc"]:
+            best = result
+    return best
 
 
 def summarize(per_seed: Dict[str, Dict[str, Any]], mode: str) -> Dict[str, Any]:
@@ -164,9 +178,7 @@ def run_experiment(cfg: Config, run_dir: Path, device: torch.device, data: Optio
             tic = time.perf_counter()
             if minibatch:
                 emb = embed_minibatch(result.model, data.graph, features, egos, device)
-                scores = linear_probe(emb, data.y, data.train_mask, data.val_mask, data.test_mask,
-                                      lr=cfg.eval.lr, weight_decay=cfg.eval.weight_decay,
-                                      max_epoch=cfg.eval.max_epoch, seed=seed).as_dict()
+                scores = probe(cfg, emb, data, seed)
             else:
                 scores = evaluate(cfg, result.model, data, seed, device)
             for k, v in scores.items():

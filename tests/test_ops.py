@@ -95,3 +95,15 @@ def test_spmm_forward_and_backward_repeat_bitwise(random_graph):
         out.pow(2).sum().backward()
         results.append((out.detach(), x.grad, w.grad))
     assert all(torch.equal(a, b) for a, b in zip(*results))
+
+
+def test_ops_run_in_float32_under_bf16_autocast_and_leave_float64_alone(random_graph):
+    g = random_graph
+    x = torch.randn(g.num_nodes, 2, 3)
+    w = torch.rand(g.num_edges, 2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = ops.spmm(g, x.bfloat16(), w)
+        alpha = ops.segment_softmax(g, w.bfloat16())
+    assert out.dtype == torch.float32 and alpha.dtype == torch.float32
+    assert torch.allclose(out, ops.spmm(g, x.bfloat16().float(), w))
+    assert ops.spmm(g, x.double(), w.double()).dtype == torch.float64

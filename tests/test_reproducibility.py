@@ -22,8 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
 
 
-def test_two_in_process_runs_are_bitwise_equal(cora):
-    cfg = load_config(None, tiny_overrides(**{"train.max_epoch": 4}))
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_two_in_process_runs_are_bitwise_equal(cora, precision):
+    cfg = load_config(None, tiny_overrides(**{"train.max_epoch": 4, "train.precision": precision}))
     a = pretrain(cfg, cora, 0, CPU, progress=False)
     b = pretrain(cfg, cora, 0, CPU, progress=False)
     assert a.losses == b.losses
