@@ -48,6 +48,8 @@ class DataConfig:
     ppr_workers: int = _f(1, "processes computing ego-graphs", low=1)
     num_workers: int = _f(0, "DataLoader worker processes (minibatch mode)", low=0)
     features: Optional[str] = _f(None, "optional .npy feature matrix, memory-mapped (minibatch mode)")
+    feature_norm: str = _f("none", "input feature scaling: none, or row (each row divided by its L1 norm, "
+                           "as DGL's Planetoid datasets do)", choices=("none", "row"))
     synthetic_nodes: int = _f(10000, "nodes of the synthetic graph", low=3)
     synthetic_edges: int = _f(100000, "undirected edges of the synthetic graph", low=1)
     synthetic_features: int = _f(128, "feature dimensions of the synthetic graph", low=1)

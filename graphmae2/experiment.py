@@ -7,6 +7,7 @@ model) and one ``seed-<s>/`` directory per seed with its checkpoint, ``manifest.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -19,6 +20,7 @@ import torch
 
 from .config import Config, to_yaml
 from .datasets import NodeDataset, load_dataset
+from .datasets.features import RowNormalized, normalize_features
 from .distributed import is_rank0
 from .evaluation import cluster, finetune, linear_probe
 from .trainer import embed, pretrain
@@ -118,14 +120,15 @@ def load_data(cfg: Config) -> NodeDataset:
 
 
 def features_of(cfg: Config, data: NodeDataset):  # noqa: ANN201 - tensor or memmap
-    """The feature matrix: ``data.features`` memory-mapped when set, else ``data.x``."""
+    """The feature matrix: ``data.features`` memory-mapped (rows scaled when read, for
+    ``data.feature_norm: row``) when set, else ``data.x`` (already scaled)."""
     if cfg.data.features is None:
         return data.x
     feats = np.load(cfg.data.features, mmap_mode="r")
     if feats.ndim != 2 or feats.shape[0] != data.num_nodes:
         raise ValueError(f"data.features={cfg.data.features}: shape {feats.shape}, expected "
                          f"({data.num_nodes}, num_features)")
-    return feats
+    return RowNormalized(feats) if cfg.data.feature_norm == "row" else feats
 
 
 def _ego_graphs(cfg: Config, data: NodeDataset):  # noqa: ANN202
@@ -150,6 +153,7 @@ def run_experiment(cfg: Config, run_dir: Path, device: torch.device, data: Optio
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
     if data is None:
         data = load_data(cfg)
+    data = dataclasses.replace(data, x=normalize_features(data.x, cfg.data.feature_norm))
     minibatch = cfg.data.mode == "minibatch"
     egos = _ego_graphs(cfg, data) if minibatch else None
     features = features_of(cfg, data) if minibatch else None

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import Config, ConfigError
+from .datasets.features import normalize_features
 from .graph import Graph
 from .model import GraphMAE2
 
@@ -26,8 +27,10 @@ class PretrainedEncoder(nn.Module):
     """The encoder of a GraphMAE2 checkpoint, with the config it was trained with.
 
     ``encoder(graph, x) -> [num_nodes, out_dim]``; ``graph`` may be a
-    :class:`~graphmae2.Graph` or a ``dgl.DGLGraph``. GraphMAE2 trains with one self-loop
-    per node, so give the graph self-loops (``Graph.add_self_loops``) as the datasets do.
+    :class:`~graphmae2.Graph` or a ``dgl.DGLGraph``; ``x`` holds raw features (they are
+    scaled with the checkpoint's ``data.feature_norm`` here). GraphMAE2 trains with one
+    self-loop per node, so give the graph self-loops (``Graph.add_self_loops``) as the
+    datasets do.
     """
 
     def __init__(self, encoder: nn.Module, config: Config) -> None:
@@ -37,6 +40,7 @@ class PretrainedEncoder(nn.Module):
         self.out_dim = encoder.out_dim
 
     def forward(self, graph: Any, x: Tensor) -> Tensor:
+        x = normalize_features(x, self.config.data.feature_norm)  # as in training
         return self.encoder(as_graph(graph).to(x.device), x)
 
 

@@ -282,3 +282,18 @@ def test_empty_split_is_rejected() -> None:
 def test_overlapping_splits_are_rejected() -> None:
     with pytest.raises(ValueError, match=r"train_mask and test_mask share 1 node\(s\), first 0"):
         _tiny(test_mask=np.array([True, False, False, False]))
+
+
+def test_row_feature_norm_scales_rows_to_unit_l1_and_memmap_rows_agree(tmp_path: Path) -> None:
+    from graphmae2.datasets.features import RowNormalized, normalize_features
+
+    x = torch.tensor([[1.0, 3.0, 0.0], [0.0, 0.0, 0.0], [2.0, 0.0, 2.0]])
+    y = normalize_features(x, "row")
+    assert torch.equal(y, torch.tensor([[0.25, 0.75, 0.0], [0.0, 0.0, 0.0], [0.5, 0.0, 0.5]]))
+    assert normalize_features(x, "none") is x
+    with pytest.raises(ValueError, match="feature_norm='l2'.*allowed: none, row"):
+        normalize_features(x, "l2")
+    np.save(tmp_path / "x.npy", x.numpy())
+    view = RowNormalized(np.load(tmp_path / "x.npy", mmap_mode="r"))
+    assert view.shape == (3, 3) and view.ndim == 2 and len(view) == 3
+    assert np.array_equal(view[np.array([2, 0])], y[[2, 0]].numpy())

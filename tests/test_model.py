@@ -39,18 +39,20 @@ def test_sparse_and_dense_input_paths_agree(cora):
 
 @pytest.mark.parametrize("remask", ["fixed", "random"])
 @pytest.mark.parametrize("decoder", ["gat", "gcn"])
-def test_fast_decode_matches_a_dense_decode_per_view(cora, remask, decoder):
+@pytest.mark.parametrize("latent", ["kept", "given"])  # given: as mini-batches pass ego centres
+def test_fast_decode_matches_a_dense_decode_per_view(cora, remask, decoder, latent):
     """Kept-rows projection (fixed) and the shared projection (random) change the work,
     not the loss or its gradients."""
     cfg = small_cfg(**{"model.remask_method": remask, "model.decoder": decoder})
     model = build_model(cfg, cora.num_features, 0).eval()  # no dropout: paths comparable
     teacher = EMATeacher(model.ema_source())
     mask, remasks = draw_masks(cfg, 0, 0, cora.num_nodes)
+    latent_nodes = None if latent == "kept" else torch.arange(0, cora.num_nodes, 97)
     results = []
     for fast in (True, False):
         model.fast_decode = fast
         model.zero_grad(set_to_none=True)
-        out = model(cora.graph, cora.x, teacher.module, mask, remasks)
+        out = model(cora.graph, cora.x, teacher.module, mask, remasks, latent_nodes=latent_nodes)
         out["loss"].backward()
         results.append((out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
     (fast_out, fast_grad), (dense_out, dense_grad) = results

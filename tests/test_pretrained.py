@@ -110,3 +110,20 @@ def test_pickled_code_in_a_checkpoint_is_refused(tmp_path):
     torch.save({"format": "graphmae2-checkpoint", "payload": _Evil()}, path)
     with pytest.raises(CheckpointError, match="not a readable graphmae2 checkpoint"):
         graphmae2.load_encoder(path)
+
+
+def test_row_feature_norm_is_applied_in_training_and_by_the_loaded_encoder(tmp_path, cora):
+    """With data.feature_norm=row the encoder trains on scaled features, and the loaded
+    encoder scales raw input the same way (bitwise: same embeddings as at the end of training)."""
+    from graphmae2.manifest import tensor_digest
+
+    assert main(["--config", "cora.yaml", "--out", str(tmp_path), "--quiet", "--set",
+                 *tiny_overrides(**{"data.feature_norm": "row", "train.max_epoch": 2})]) == 0
+    run = next(tmp_path.iterdir())
+    encoder = graphmae2.load_encoder(run)
+    z = graphmae2.embed(encoder, cora.graph, cora.x)
+    manifest = json.loads((run / "seed-0" / "manifest.json").read_text())
+    assert tensor_digest(z) == manifest["embedding_digest"]
+    with torch.no_grad():
+        unscaled = encoder.encoder(cora.graph, cora.x)
+    assert not torch.allclose(z, unscaled)
