@@ -164,12 +164,13 @@ def _head_layout(graph: Graph, heads: int, reverse: bool):  # noqa: ANN202
     return cache[key]
 
 
-def _block_matmul(layout, values: Tensor, x: Tensor) -> Tensor:  # noqa: ANN001
+def _block_matmul(layout, values: Tensor, x: Tensor, num_rows: int) -> Tensor:  # noqa: ANN001
+    """``[num_rows, H, D]`` product of the head-expanded sparse matrix with ``x [n, H, D]``."""
     crow, col, perm = layout
     n, h, d = x.shape
-    a = torch.sparse_csr_tensor(crow, col, values.reshape(-1)[perm], (n * h, n * h),
+    a = torch.sparse_csr_tensor(crow, col, values.reshape(-1)[perm], (num_rows * h, n * h),
                                 check_invariants=False)
-    return (a @ x.reshape(n * h, d)).view(n, h, d)
+    return (a @ x.reshape(n * h, d)).view(num_rows, h, d)
 
 
 class _SpMM(torch.autograd.Function):
@@ -179,7 +180,8 @@ class _SpMM(torch.autograd.Function):
     def forward(ctx, weight: Tensor, x: Tensor, graph: Graph) -> Tensor:  # noqa: D102
         ctx.graph = graph
         ctx.save_for_backward(weight, x)
-        return _block_matmul(_head_layout(graph, x.shape[1], False), weight, x.contiguous())
+        return _block_matmul(_head_layout(graph, x.shape[1], False), weight, x.contiguous(),
+                             graph.num_nodes)
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # noqa: D102
@@ -191,18 +193,20 @@ class _SpMM(torch.autograd.Function):
             grad_w = _sddmm(graph, grad, x)
         if ctx.needs_input_grad[1]:
             _, _, perm = graph.reverse
-            grad_x = _block_matmul(_head_layout(graph, x.shape[1], True), weight[perm], grad)
+            grad_x = _block_matmul(_head_layout(graph, x.shape[1], True), weight[perm], grad,
+                                   graph.num_src)
         return grad_w, grad_x, None
 
 
 def _sddmm(graph: Graph, a: Tensor, b: Tensor) -> Tensor:
-    """``out[e, h] = <a[dst_e, h], b[src_e, h]>``: one independent dot product per edge."""
+    """``out[e, h] = <a[dst_e, h], b[src_e, h]>``: one independent dot product per edge
+    (``a`` has a row per destination, ``b`` one per source)."""
     if a.device.type == "cpu":
         crow, col, perm = _head_layout(graph, a.shape[1], False)
-        n, h, d = a.shape
-        pattern = torch.sparse_csr_tensor(crow, col, a.new_zeros(col.numel()), (n * h, n * h),
+        (n, h, d), m = a.shape, b.shape[0]
+        pattern = torch.sparse_csr_tensor(crow, col, a.new_zeros(col.numel()), (n * h, m * h),
                                           check_invariants=False)
-        vals = torch.sparse.sampled_addmm(pattern, a.reshape(n * h, d), b.reshape(n * h, d).t(),
+        vals = torch.sparse.sampled_addmm(pattern, a.reshape(n * h, d), b.reshape(m * h, d).t(),
                                           beta=0.0).values()
         out = torch.empty_like(vals)
         out[perm] = vals

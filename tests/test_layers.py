@@ -32,11 +32,13 @@ def test_gat_equals_dense_reference(random_graph, concat):
 
 
 @pytest.mark.parametrize("concat", [True, False])
-@pytest.mark.parametrize("num_rows", [5, 30])  # aggregate first / full output, then rows
-def test_gat_rows_equal_the_full_output_at_those_rows(random_graph, concat, num_rows):
+@pytest.mark.parametrize("num_rows", [5, 30])  # aggregate first / project all, aggregate rows
+@pytest.mark.parametrize("residual", [False, True])
+def test_gat_rows_equal_the_full_output_at_those_rows(random_graph, concat, num_rows, residual):
     """Output at a subset of rows: same values and gradients as the full output."""
     torch.manual_seed(0)
-    layer = GATConv(6, 4, num_heads=3, concat=concat, activation="prelu", norm="layernorm").double().eval()
+    layer = GATConv(6, 4, num_heads=3, concat=concat, activation="prelu", norm="layernorm",
+                    residual=residual).double().eval()
     rows = torch.randperm(random_graph.num_nodes)[:num_rows]
     x = torch.randn(random_graph.num_nodes, 6, dtype=torch.float64, requires_grad=True)
     part = layer(random_graph, x, rows=rows)

@@ -132,21 +132,33 @@ class GATConv(nn.Module):
         return self.finish(out, res)
 
     def forward(self, graph: Graph, x: Tensor, rows: Optional[Tensor] = None) -> Tensor:
-        """Output at every node, or only at ``rows`` (``[len(rows), ...]``) when given."""
-        if rows is not None:
-            if (isinstance(x, Tensor) and not self.residual and not isinstance(self.norm, nn.BatchNorm1d)
-                    and rows.numel() * self.ROWS_FIRST_FRACTION <= graph.num_nodes):
-                return self._forward_rows(graph, x, rows)
-            return self.forward(graph, x)[rows.to(x.device if isinstance(x, Tensor) else rows.device)]
-        res = None
-        if self.residual:
-            if self.res_weight is not None:
-                res = ops.project(x, self.res_weight, self.feat_drop, self.training)
-            elif isinstance(x, Tensor):
-                res = ops.dropout(x, self.feat_drop, self.training)
-            else:
-                raise ValueError("GATConv: an identity residual needs dense input features")
-        return self.propagate(graph, self.project(x), res)
+        """Output at every node, or only at ``rows`` (``[len(rows), ...]``) when given: a
+        small set aggregates before projecting (:meth:`_forward_rows`), a large one
+        projects every node but aggregates, normalises and activates only its rows."""
+        if rows is not None and isinstance(self.norm, nn.BatchNorm1d):  # statistics need every row
+            return self.forward(graph, x)[rows.to(self.weight.device)]
+        res = self._residual(x)
+        if rows is None:
+            return self.propagate(graph, self.project(x), res)
+        rows = rows.to(self.weight.device)
+        if res is None and isinstance(x, Tensor) and rows.numel() * self.ROWS_FIRST_FRACTION <= graph.num_nodes:
+            return self._forward_rows(graph, x, rows)
+        z = self.project(x)  # every source row is needed; aggregate only into rows
+        src_score, _ = self.scores(z)
+        _, dst_score = self.scores(z[rows])
+        sub = graph.in_edges(rows)
+        alpha = self.attention(sub, src_score, dst_score)
+        out = ops.spmm(sub, z.view(z.shape[0], self.num_heads, self.out_dim), alpha)
+        return self.finish(out, None if res is None else res[rows])
+
+    def _residual(self, x: Tensor) -> Optional[Tensor]:
+        if not self.residual:
+            return None
+        if self.res_weight is not None:
+            return ops.project(x, self.res_weight, self.feat_drop, self.training)
+        if isinstance(x, Tensor):
+            return ops.dropout(x, self.feat_drop, self.training)
+        raise ValueError("GATConv: an identity residual needs dense input features")
 
     def _forward_rows(self, graph: Graph, x: Tensor, rows: Tensor) -> Tensor:
         """:meth:`forward` at ``rows`` only, aggregating before projecting.
