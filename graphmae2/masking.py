@@ -44,13 +44,21 @@ def encoder_mask(num_nodes: int, mask_rate: float, replace_rate: float,
     return EncoderMask(mask_nodes, keep_nodes, token_nodes, noise_nodes, noise_sources)
 
 
+def input_rows(num_nodes: int, mask: EncoderMask) -> Tensor:
+    """Where each row of the encoder input comes from: ``index[i]`` is the node whose
+    features row ``i`` gets (itself, or a noise source), ``-1`` for token rows."""
+    index = torch.arange(num_nodes)
+    index[mask.noise_nodes] = mask.noise_sources
+    index[mask.token_nodes] = -1
+    return index
+
+
 def masked_input(x: Tensor, mask: EncoderMask) -> Tensor:
     """Copy of ``x`` with noise nodes given their sources' features and token nodes
     zeroed (the caller adds the learnable token to those rows)."""
-    dev = x.device
-    out = x.clone()
-    out[mask.noise_nodes.to(dev)] = x[mask.noise_sources.to(dev)]
-    out[mask.token_nodes.to(dev)] = 0.0
+    index = input_rows(x.shape[0], mask).to(x.device)
+    out = x.index_select(0, index.clamp(min=0))
+    out[index < 0] = 0.0
     return out
 
 

@@ -25,7 +25,7 @@ from .config import ModelConfig
 from .graph import Graph
 from .layers import GAT, GCN, build_network
 from . import ops
-from .masking import EncoderMask, masked_input, token_rows
+from .masking import EncoderMask, input_rows, masked_input, token_rows
 
 
 def sce_loss(pred: Tensor, target: Tensor, alpha: float) -> Tensor:
@@ -116,12 +116,12 @@ class GraphMAE2(nn.Module):
         dev = x.device
         mask_nodes, keep = mask.mask_nodes.to(dev), mask.keep_nodes.to(dev)
         latent_nodes = keep if latent_nodes is None else latent_nodes.to(dev)
-        x_in = masked_input(x, mask)
         is_token = token_rows(x.shape[0], mask, dev, x.dtype)
         if sparse_input:
-            x_in = ops.SparseRows(x_in, is_token, self.enc_mask_token)
+            x_in = self._sparse_features(x).take_rows(input_rows(x.shape[0], mask), is_token,
+                                                      self.enc_mask_token)
         else:
-            x_in = x_in + is_token * self.enc_mask_token
+            x_in = masked_input(x, mask) + is_token * self.enc_mask_token
 
         if self.cfg.remask_method == "fixed" and self.fast_decode:
             # The decoder input is zero at masked nodes, so only the kept rows of the
@@ -158,10 +158,11 @@ class GraphMAE2(nn.Module):
         return {"loss": rec + self.cfg.lam * latent, "rec": rec, "latent": latent}
 
     def _sparse_features(self, x: Tensor) -> ops.SparseRows:
-        """``SparseRows(x)`` for the teacher's input, built once per feature tensor."""
+        """``SparseRows`` of ``x`` (the teacher's input, and the source of the masked
+        input's rows), built once per feature tensor."""
         cached = self._sparse_cache
         if cached is None or cached[0] is not x or cached[1] != x._version:
-            self._sparse_cache = (x, x._version, ops.SparseRows(x))
+            self._sparse_cache = (x, x._version, ops.SparseRows.from_dense(x))
         return self._sparse_cache[2]
 
     @torch.no_grad()

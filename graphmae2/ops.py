@@ -10,12 +10,19 @@ repeat bitwise on the CPU, and on CUDA when deterministic algorithms are enabled
 * ``spmm``: ``out[v] = sum_{u -> v} w_uv * x[u]``, the hot loop of GAT and GCN. On the
   CPU it is a sparse-CSR matrix product (each output row summed by one thread in index
   order); on CUDA with deterministic algorithms on it is gather + segment sum.
+* ``spmm_shared``: the same with one source vector shared by every head (aggregating
+  before projecting, for layers asked for a few output rows).
+
+Graphs may be bipartite (:meth:`Graph.in_edges`: the in-edges of some rows). Under
+``train.precision: bf16`` autocast, these functions run in float32 (:func:`float32_island`).
+Feature inputs: :class:`SparseRows` (sparse features, exact sparse projection) and
+:class:`KeptRows` (rows known to be zero are skipped).
 """
 from __future__ import annotations
 
 import functools
 import warnings
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -295,14 +302,35 @@ class SparseRows:
     product is exact and an order of magnitude cheaper than the dense one.
     """
 
-    def __init__(self, dense: Tensor, token_rows: Optional[Tensor] = None,
-                 token: Optional[Tensor] = None) -> None:
-        csr = dense.to_sparse_csr()
-        self.crow, self.col, self.values = csr.crow_indices(), csr.col_indices(), csr.values()
-        self.shape = tuple(dense.shape)
+    def __init__(self, crow: Tensor, col: Tensor, values: Tensor, shape: Tuple[int, int],
+                 token_rows: Optional[Tensor] = None, token: Optional[Tensor] = None) -> None:
+        self.crow, self.col, self.values = crow, col, values
+        self.shape = tuple(shape)
         self.crow_t, self.col_t, self.order = csr_transpose(self.crow, self.col, self.shape[1])
         self.token_rows = token_rows
         self.token = token
+
+    @classmethod
+    def from_dense(cls, dense: Tensor, token_rows: Optional[Tensor] = None,
+                   token: Optional[Tensor] = None) -> "SparseRows":
+        """The non-zeros of ``dense`` (and the optional token rows)."""
+        csr = dense.to_sparse_csr()
+        return cls(csr.crow_indices(), csr.col_indices(), csr.values(), tuple(dense.shape), token_rows, token)
+
+    def take_rows(self, index: Tensor, token_rows: Optional[Tensor] = None,
+                  token: Optional[Tensor] = None) -> "SparseRows":
+        """Row ``i`` of the result is row ``index[i]`` of this matrix, or empty where
+        ``index[i] < 0``: the masked input built from the cached features in a few index
+        operations instead of a dense copy and a fresh CSR conversion every step."""
+        index = index.to(self.crow.device)
+        keep = index >= 0
+        src = index.clamp(min=0)
+        start = self.crow[src]
+        deg = (self.crow[src + 1] - start) * keep
+        crow = torch.zeros(index.numel() + 1, dtype=self.crow.dtype, device=self.crow.device)
+        crow[1:] = torch.cumsum(deg, 0)
+        pos = torch.repeat_interleave(start - crow[:-1], deg) + torch.arange(int(crow[-1]), device=crow.device)
+        return SparseRows(crow, self.col[pos], self.values[pos], (index.numel(), self.shape[1]), token_rows, token)
 
     @float32_island
     def project(self, weight: Tensor, dropout: float, training: bool) -> Tensor:

@@ -83,7 +83,7 @@ def test_sparse_rows_projection_equals_dense():
     token = torch.randn(1, 20, dtype=torch.float64, requires_grad=True)
     rows = torch.zeros(30, 1, dtype=torch.float64)
     rows[[1, 4]] = 1.0
-    sparse = ops.SparseRows(x, rows, token).project(w, 0.0, False)
+    sparse = ops.SparseRows.from_dense(x, rows, token).project(w, 0.0, False)
     dense = (x + rows * token) @ w
     assert torch.allclose(sparse, dense)
     g_sparse = torch.autograd.grad(sparse.sum(), (w, token))
@@ -115,3 +115,22 @@ def test_ops_run_in_float32_under_bf16_autocast_and_leave_float64_alone(random_g
     assert out.dtype == torch.float32 and alpha.dtype == torch.float32
     assert torch.allclose(out, ops.spmm(g, x.bfloat16().float(), w))
     assert ops.spmm(g, x.double(), w.double()).dtype == torch.float64
+
+
+def test_take_rows_builds_the_masked_input_exactly(cora):
+    """Rows gathered from the cached CSR (token rows empty, noise rows copied) give the
+    same sparse matrix, so the same projection bitwise, as converting the dense masked input."""
+    from graphmae2.config import load_config
+    from graphmae2.masking import input_rows, masked_input, token_rows
+    from graphmae2.trainer import draw_masks
+
+    cfg = load_config("cora.yaml")
+    mask, _ = draw_masks(cfg, 0, 0, cora.num_nodes)
+    assert mask.noise_nodes.numel() > 0 and mask.token_nodes.numel() > 0
+    is_token = token_rows(cora.num_nodes, mask, cora.x.device, cora.x.dtype)
+    token = torch.randn(1, cora.num_features)
+    w = torch.randn(cora.num_features, 8)
+    gathered = ops.SparseRows.from_dense(cora.x).take_rows(input_rows(cora.num_nodes, mask), is_token, token)
+    direct = ops.SparseRows.from_dense(masked_input(cora.x, mask), is_token, token)
+    assert torch.equal(gathered.crow, direct.crow) and torch.equal(gathered.col, direct.col)
+    assert torch.equal(gathered.project(w, 0.0, False), direct.project(w, 0.0, False))
