@@ -103,31 +103,15 @@ def dgl_worker(cfg_name, overrides, epochs, warmup, queue):
 
 
 def graphmae2_worker(cfg_name, overrides, epochs, warmup, queue):
+    from epoch_time import time_epochs  # the same timed loop as benchmarks/epoch_time.py
+
     from graphmae2 import load_dataset
     from graphmae2.config import load_config
-    from graphmae2.ema import EMATeacher
     from graphmae2.seeding import seed_everything
-    from graphmae2.trainer import autocast, build_model, build_optimizer, draw_masks
 
     cfg = load_config(cfg_name, overrides)
-    data = load_dataset(cfg.data.dataset)
     seed_everything(0, True)
-    model = build_model(cfg, data.num_features, 0)
-    teacher = EMATeacher(model.ema_source())
-    opt = build_optimizer(cfg, model)
-    dev = torch.device("cpu")
-    times = []
-    for epoch in range(warmup + epochs):
-        tic = time.perf_counter()
-        mask, remasks = draw_masks(cfg, 0, epoch, data.num_nodes)
-        with autocast(cfg, dev):
-            loss = model(data.graph, data.x, teacher.module, mask, remasks, sparse_input=True)["loss"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        teacher.update_(model.ema_source(), cfg.ema.momentum)
-        if epoch >= warmup:
-            times.append(time.perf_counter() - tic)
+    times = time_epochs(cfg, load_dataset(cfg.data.dataset), torch.device("cpu"), epochs, warmup, fast=True)
     name = "graphmae2" + (f" ({cfg.train.precision})" if cfg.train.precision != "fp32" else "")
     queue.put((name, times, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
 

@@ -9,6 +9,7 @@ with the run's ``eval`` settings except ``eval.weight_decay_grid``, which each
 ``--grids`` value replaces (the weight decay with the best validation accuracy wins).
 """
 import argparse
+import copy
 import glob
 import json
 import statistics
@@ -27,17 +28,21 @@ def main() -> None:
     checkpoints = sorted(c for run in args.runs for c in glob.glob(str(Path(run) / "seed-*" / "checkpoint.pt")))
     if not checkpoints:
         raise SystemExit(f"no seed-*/checkpoint.pt under {', '.join(args.runs)}")
+    grids = {g: load_config(None, [f"eval.weight_decay_grid={g}"]).eval.weight_decay_grid for g in args.grids}
     results = {g: [] for g in args.grids}
+    datasets = {}
     for ckpt in checkpoints:
         encoder = load_encoder(ckpt)
-        cfg = encoder.config
-        data = load_dataset(cfg.data.dataset, root=cfg.data.root)
+        cfg = copy.deepcopy(encoder.config)
+        key = (cfg.data.dataset, cfg.data.root)
+        if key not in datasets:
+            datasets[key] = load_dataset(cfg.data.dataset, root=cfg.data.root)
+        data = datasets[key]
         emb = embed(encoder, data.graph, data.x)
         seed = int(Path(ckpt).parent.name.split("-")[1])
-        for g in args.grids:
-            run_cfg = load_config(None, [f"eval.{k}={v}" for k, v in cfg.to_dict()["eval"].items()
-                                         if k != "weight_decay_grid"] + [f"eval.weight_decay_grid={g}"])
-            r = probe(run_cfg, emb, data, seed)
+        for g, weight_decays in grids.items():
+            cfg.eval.weight_decay_grid = weight_decays
+            r = probe(cfg, emb, data, seed)
             results[g].append({"seed": seed, "test_acc": r["test_acc"], "weight_decay": r["probe_weight_decay"]})
     print("| weight-decay grid | test acc (mean ± std) | per seed (test acc @ chosen weight decay) |")
     print("| --- | --- | --- |")

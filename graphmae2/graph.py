@@ -29,6 +29,21 @@ def _check_index(name: str, t: Tensor, num_nodes: int) -> None:
             f"first at position {first}: {int(t[first])}")
 
 
+def take_csr_rows(indptr: Tensor, rows: Tensor) -> Tuple[Tensor, Tensor]:
+    """Select rows of a CSR layout: returns ``(new_indptr, positions)`` where row ``i``
+    of the result holds the entries ``positions[new_indptr[i]:new_indptr[i + 1]]`` of row
+    ``rows[i]``, in order; a negative ``rows[i]`` gives an empty row."""
+    valid = rows >= 0
+    src = rows.clamp(min=0)
+    start = indptr[src]
+    deg = (indptr[src + 1] - start) * valid
+    new_indptr = torch.zeros(rows.numel() + 1, dtype=indptr.dtype, device=indptr.device)
+    new_indptr[1:] = torch.cumsum(deg, 0)
+    positions = torch.repeat_interleave(start - new_indptr[:-1], deg) \
+        + torch.arange(int(new_indptr[-1]), device=indptr.device)
+    return new_indptr, positions
+
+
 class Graph:
     """Directed graph in destination-sorted CSR form.
 
@@ -178,12 +193,7 @@ class Graph:
         Layers use it to compute only the output rows a loss reads.
         """
         rows = torch.as_tensor(rows, device=self.device).long()
-        start = self.indptr[rows]
-        deg = self.indptr[rows + 1] - start
-        indptr = torch.zeros(rows.numel() + 1, dtype=torch.long, device=self.device)
-        indptr[1:] = torch.cumsum(deg, 0)
-        edge = torch.repeat_interleave(start - indptr[:-1], deg) \
-            + torch.arange(int(indptr[-1]), device=self.device)
+        indptr, edge = take_csr_rows(self.indptr, rows)
         return Graph(indptr, self.indices[edge], rows.numel(), num_src=self.num_src)
 
     def subgraph(self, nodes: Tensor) -> "Graph":

@@ -27,7 +27,7 @@ from typing import Callable, Optional, Tuple
 import torch
 from torch import Tensor
 
-from .graph import Graph
+from .graph import Graph, take_csr_rows
 
 # Sparse CSR is marked beta, but the CSR x dense product used here is stable and tested.
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
@@ -322,29 +322,20 @@ class SparseRows:
         """Row ``i`` of the result is row ``index[i]`` of this matrix, or empty where
         ``index[i] < 0``: the masked input built from the cached features in a few index
         operations instead of a dense copy and a fresh CSR conversion every step."""
-        index = index.to(self.crow.device)
-        keep = index >= 0
-        src = index.clamp(min=0)
-        start = self.crow[src]
-        deg = (self.crow[src + 1] - start) * keep
-        crow = torch.zeros(index.numel() + 1, dtype=self.crow.dtype, device=self.crow.device)
-        crow[1:] = torch.cumsum(deg, 0)
-        pos = torch.repeat_interleave(start - crow[:-1], deg) + torch.arange(int(crow[-1]), device=crow.device)
+        crow, pos = take_csr_rows(self.crow, index.to(self.crow.device))
         return SparseRows(crow, self.col[pos], self.values[pos], (index.numel(), self.shape[1]), token_rows, token)
 
     @float32_island
-    def project(self, weight: Tensor, dropout: float, training: bool) -> Tensor:
+    def project(self, weight: Tensor, p: float, training: bool) -> Tensor:
         """``dropout(x) @ weight``. Dropout acts on the stored non-zeros (the zeros stay
         zero either way) and on the token vector, one draw shared by its rows."""
-        values = self.values
-        if training and dropout > 0:
-            values = dropout_(values, dropout)
+        values = dropout(self.values, p, training)
         x = torch.sparse_csr_tensor(self.crow, self.col, values, self.shape, check_invariants=False)
         x_t = torch.sparse_csr_tensor(self.crow_t, self.col_t, values[self.order],
                                       self.shape[::-1], check_invariants=False)
         out = _SparseLinear.apply(weight, x, x_t)
         if self.token is not None:
-            token = dropout_(self.token, dropout) if training else self.token
+            token = dropout(self.token, p, training)
             out = out + self.token_rows * (token @ weight)
         return out
 
@@ -361,9 +352,9 @@ class KeptRows:
         self.rows = rows.to(values.device)
         self.num_rows = int(num_rows)
 
-    def project(self, weight: Tensor, dropout: float, training: bool) -> Tensor:
+    def project(self, weight: Tensor, p: float, training: bool) -> Tensor:
         """``dropout(x) @ weight``, zero outside ``rows``."""
-        values = dropout_(self.values, dropout) if training and dropout > 0 else self.values
+        values = dropout(self.values, p, training)
         z = values @ weight
         return z.new_zeros(self.num_rows, z.shape[1]).index_copy(0, self.rows, z)
 
@@ -390,6 +381,7 @@ def dropout_(x: Tensor, p: float) -> Tensor:
 def dropout(x: Tensor, p: float, training: bool) -> Tensor:
     """:func:`dropout_` when ``training``, else ``x``."""
     return dropout_(x, p) if training else x
+
 
 
 def replace_rows(x: Tensor, nodes: Tensor, row: Tensor) -> Tensor:
