@@ -112,7 +112,7 @@ def graphmae2_worker(cfg_name, overrides, epochs, warmup, queue):
     cfg = load_config(cfg_name, overrides)
     seed_everything(0, True)
     times = time_epochs(cfg, load_dataset(cfg.data.dataset), torch.device("cpu"), epochs, warmup, fast=True)
-    name = "graphmae2" + (f" ({cfg.train.precision})" if cfg.train.precision != "fp32" else "")
+    name = f"graphmae2 ({cfg.train.precision})"
     queue.put((name, times, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
 
 
@@ -122,12 +122,12 @@ def main():
     p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--bf16", action="store_true", help="also time graphmae2 with train.precision=bf16")
+    p.add_argument("--precision", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"],
+                   help="graphmae2's train.precision, one row each (default: both)")
     args = p.parse_args()
     ctx = mp.get_context("spawn")  # a fresh process per path: peak RSS is its own
-    jobs = [(dgl_worker, args.overrides), (graphmae2_worker, args.overrides)]
-    if args.bf16:
-        jobs.append((graphmae2_worker, args.overrides + ["train.precision=bf16"]))
+    jobs = [(dgl_worker, args.overrides)]
+    jobs += [(graphmae2_worker, args.overrides + [f"train.precision={p}"]) for p in args.precision]
     rows = []
     for fn, overrides in jobs:
         queue = ctx.Queue()

@@ -80,6 +80,9 @@ class ModelConfig:
     num_remask: int = _f(3, "decoding views per step (random re-masking)", low=1)
     alpha_l: float = _f(3.0, "exponent of the scaled cosine reconstruction error", low=1.0)
     lam: float = _f(0.1, "weight of the latent-prediction loss (0 turns the branch off)", low=0.0)
+    latent_nodes: str = _f("unmasked", "where the latent loss is taken (full batch): the nodes the encoder "
+                           "saw unmasked, or all nodes (masked ones too, as the authors' full-batch script)",
+                           choices=("unmasked", "all"))
     projector_hidden: int = _f(256, "hidden width of the latent projector", low=1)
 
 

@@ -196,6 +196,24 @@ class Graph:
         indptr, edge = take_csr_rows(self.indptr, rows)
         return Graph(indptr, self.indices[edge], rows.numel(), num_src=self.num_src)
 
+    def from_sources(self, sources: Tensor) -> Tuple["Graph", Tensor]:
+        """The edges whose source is in ``sources``, with source ``sources[i]`` renamed
+        ``i`` (``num_src = len(sources)``); destinations and edge order are unchanged.
+        Returns the graph and the positions of its edges in this graph's edge list.
+
+        Layers use it to aggregate only over sources whose features are non-zero.
+        """
+        sources = torch.as_tensor(sources, device=self.device).long()
+        new_id = torch.full((self.num_src,), -1, dtype=torch.long, device=self.device)
+        new_id[sources] = torch.arange(sources.numel(), device=self.device)
+        renamed = new_id[self.indices]
+        kept = renamed >= 0
+        before = torch.zeros(self.indices.numel() + 1, dtype=torch.long, device=self.device)
+        before[1:] = torch.cumsum(kept.long(), 0)  # kept edges before each position
+        indptr = before[self.indptr]
+        edge = kept.nonzero().squeeze(1)
+        return Graph(indptr, renamed[edge], self.num_nodes, num_src=sources.numel()), edge
+
     def subgraph(self, nodes: Tensor) -> "Graph":
         """Induced subgraph on ``nodes``; node ``nodes[i]`` becomes node ``i``."""
         nodes = torch.as_tensor(nodes, device=self.device).long()

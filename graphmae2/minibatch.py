@@ -34,7 +34,7 @@ from .masking import EncoderMask
 from .sampling import EgoGraphs
 from .seeding import derive_seed, loader_generator, seed_everything, seed_worker
 from .trainer import (NonFiniteLossError, PretrainResult, autocast, build_model, build_optimizer,
-                      draw_masks, lr_factor, restore)
+                      check_precision, draw_masks, lr_factor, restore)
 
 _logger = logging.getLogger(__name__)
 
@@ -166,6 +166,7 @@ def pretrain_minibatch(cfg: Config, graph: Graph, features: Any, egos: EgoGraphs
     """
     rank, world = _dist()
     seeding = seed_everything(seed, cfg.train.deterministic)
+    check_precision(cfg, device)
     t = cfg.train
     in_dim = int(features.shape[1])
     model = build_model(cfg, in_dim, seed).to(device)

@@ -8,7 +8,8 @@ Two regularisers on top of masked feature reconstruction:
   nodes is summed over views;
 * latent prediction: a projector + predictor on the online encoder output must match an
   EMA teacher's projected representation of the *unmasked* graph (SCE, exponent 1,
-  weight ``lam``), on the nodes the encoder saw unmasked.
+  weight ``lam``), on the nodes the encoder saw unmasked (``latent_nodes: unmasked``)
+  or on every node (``all``, as the authors' full-batch script does).
 
 Masks are drawn by the caller (see :mod:`graphmae2.trainer`) from named RNG streams and
 passed in, so the model itself holds no randomness but dropout.
@@ -107,15 +108,19 @@ class GraphMAE2(nn.Module):
                 ``remask_method: fixed``).
             sparse_input: run the first projection as a sparse product (exact; pays off
                 for sparse features on the CPU).
-            latent_nodes: where the latent loss is taken (default: the nodes the encoder
-                saw unmasked; mini-batches use the ego centres).
+            latent_nodes: where the latent loss is taken (default: ``model.latent_nodes``,
+                the nodes the encoder saw unmasked or all nodes; mini-batches pass the ego
+                centres).
 
         Returns:
             ``{"loss", "rec", "latent"}`` scalars; ``loss = rec + lam * latent``.
         """
         dev = x.device
         mask_nodes, keep = mask.mask_nodes.to(dev), mask.keep_nodes.to(dev)
-        latent_nodes = keep if latent_nodes is None else latent_nodes.to(dev)
+        if latent_nodes is not None:
+            latent_rows: Optional[Tensor] = latent_nodes.to(dev)
+        else:
+            latent_rows = None if self.cfg.latent_nodes == "all" else keep  # None: every node
         is_token = token_rows(x.shape[0], mask, dev, x.dtype)
         if sparse_input:
             x_in = self._sparse_features(x).take_rows(input_rows(x.shape[0], mask), is_token,
@@ -126,14 +131,19 @@ class GraphMAE2(nn.Module):
         if self.cfg.remask_method == "fixed" and self.fast_decode:
             # The decoder input is zero at masked nodes, so only the kept rows of the
             # encoder output are read (plus the latent rows, when those differ).
-            rows = keep if latent_nodes is keep else torch.cat([keep, latent_nodes])
-            enc = self.encoder(graph, x_in, rows=rows)                          # (len(rows), hidden)
-            online = enc if latent_nodes is keep else enc[keep.numel():]
-            rep = ops.KeptRows(self.encoder_to_decoder(enc[:keep.numel()]), keep, x.shape[0])
+            if latent_rows is None:
+                online = self.encoder(graph, x_in)                              # (N, hidden)
+                kept = online[keep]
+            elif latent_rows is keep:
+                online = kept = self.encoder(graph, x_in, rows=keep)            # (len(keep), hidden)
+            else:
+                enc = self.encoder(graph, x_in, rows=torch.cat([keep, latent_rows]))
+                kept, online = enc[:keep.numel()], enc[keep.numel():]
+            rep = ops.KeptRows(self.encoder_to_decoder(kept), keep, x.shape[0])
             recons = [self.decoder(graph, rep, rows=mask_nodes)]
         else:
             enc = self.encoder(graph, x_in)                                     # (N, hidden)
-            online = enc[latent_nodes]
+            online = enc if latent_rows is None else enc[latent_rows]
             rep = self.encoder_to_decoder(enc)
             if self.cfg.remask_method == "fixed":
                 nodes, token = [mask.mask_nodes], torch.zeros_like(self.dec_mask_token)
@@ -150,7 +160,7 @@ class GraphMAE2(nn.Module):
         if self.cfg.lam > 0:
             with torch.no_grad():
                 teacher_in = self._sparse_features(x) if sparse_input else x
-                latent_target = teacher.projector(teacher.encoder(graph, teacher_in, rows=latent_nodes))
+                latent_target = teacher.projector(teacher.encoder(graph, teacher_in, rows=latent_rows))
             latent_pred = self.predictor(self.projector(online))
             latent = sce_loss(latent_pred, latent_target, 1.0)
         else:

@@ -12,7 +12,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 import torch
 from torch import Tensor, nn
@@ -69,6 +69,25 @@ def restore(path: Path, device: torch.device, model: nn.Module, teacher: EMATeac
     return state
 
 
+def cpu_has_native_bf16(cpuinfo: Union[str, Path] = "/proc/cpuinfo") -> Optional[bool]:
+    """Whether the CPU multiplies bfloat16 natively (AVX-512 BF16 or AMX); ``None`` where
+    ``cpuinfo`` cannot be read (not Linux)."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return None
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines()
+                  if line.startswith("flags")), [])
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def check_precision(cfg: Config, device: torch.device) -> None:
+    """Warn when ``train.precision: bf16`` would run emulated, slower than float32."""
+    if cfg.train.precision == "bf16" and device.type == "cpu" and cpu_has_native_bf16() is False:
+        _logger.warning("train.precision=bf16 on a CPU without AVX-512 BF16 or AMX is emulated and "
+                        "likely slower than float32; pass --set train.precision=fp32")
+
+
 def autocast(cfg: Config, device: torch.device) -> torch.autocast:
     """The forward pass's precision: bfloat16 autocast for ``train.precision: bf16``
     (dense matmuls in bfloat16; ``ops`` keeps message passing in float32), else off."""
@@ -106,6 +125,7 @@ def pretrain(cfg: Config, data: NodeDataset, seed: int, device: torch.device,
     ``train.checkpoint_every`` epochs and at the end; ``resume`` continues from it.
     """
     seeding = seed_everything(seed, cfg.train.deterministic)
+    check_precision(cfg, device)
     graph, x = data.graph.to(device), data.x.to(device)
     # Sparse first-layer projection: exact, and far cheaper for ~1%-dense features on CPU.
     sparse_input = device.type == "cpu" and float((x != 0).float().mean()) < 0.1

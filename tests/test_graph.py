@@ -73,3 +73,14 @@ def test_digest_depends_on_structure():
     b = Graph.from_edges(torch.tensor([1]), torch.tensor([0]), 2)
     assert a.digest() == Graph.from_edges(torch.tensor([0]), torch.tensor([1]), 2).digest()
     assert a.digest() != b.digest()
+
+
+def test_from_sources_keeps_only_those_sources_renamed_in_edge_order():
+    g = Graph.from_edges(torch.tensor([0, 1, 2, 3, 1, 3]), torch.tensor([1, 0, 1, 1, 3, 2]), 4)
+    sub, edges = g.from_sources(torch.tensor([3, 1]))
+    src, dst = g.edges()
+    expected = [(int(s), int(d)) for s, d in zip(src, dst) if int(s) in (1, 3)]
+    new_src, new_dst = sub.edges()
+    assert [(int(torch.tensor([3, 1])[s]), int(d)) for s, d in zip(new_src, new_dst)] == expected
+    assert sub.num_src == 2 and sub.num_nodes == 4
+    assert torch.equal(g.indices[edges], torch.tensor([3, 1])[sub.indices])

@@ -50,6 +50,28 @@ def test_gat_rows_equal_the_full_output_at_those_rows(random_graph, concat, num_
         assert torch.allclose(a, b, atol=1e-12)
 
 
+@pytest.mark.parametrize("rows", [None, "masked", "mixed"])
+def test_gat_on_kept_rows_equals_the_zero_filled_input(random_graph, rows):
+    """Input zero outside some rows (the decoder under fixed re-masking): the compact
+    path gives the dense path's output and gradients, masked sources still in every softmax."""
+    torch.manual_seed(0)
+    n = random_graph.num_nodes
+    layer = GATConv(6, 4, num_heads=3, concat=False).double().eval()
+    kept = torch.randperm(n)[: n // 2]
+    masked = torch.ones(n, dtype=torch.bool)
+    masked[kept] = False
+    out_rows = {None: None, "masked": masked.nonzero().squeeze(1), "mixed": torch.arange(0, n, 3)}[rows]
+    values = torch.randn(kept.numel(), 6, dtype=torch.float64, requires_grad=True)
+    compact = layer(random_graph, ops.KeptRows(values, kept, n), rows=out_rows)
+    dense_in = values.new_zeros(n, 6).index_copy(0, kept, values)
+    dense = layer(random_graph, dense_in) if out_rows is None else layer(random_graph, dense_in)[out_rows]
+    assert torch.allclose(compact, dense, atol=1e-12)
+    g_compact = torch.autograd.grad(compact.square().sum(), [values] + list(layer.parameters()))
+    g_dense = torch.autograd.grad(dense.square().sum(), [values] + list(layer.parameters()))
+    for a, b in zip(g_compact, g_dense):
+        assert torch.allclose(a, b, atol=1e-12)
+
+
 def test_gat_attention_over_in_edges_sums_to_one(random_graph):
     layer = GATConv(5, 3, num_heads=2)
     z = layer.project(torch.randn(random_graph.num_nodes, 5)).view(-1, 2, 3)

@@ -25,6 +25,19 @@ def test_teacher_sees_the_unmasked_features(cora):
     assert len(seen) == 1 and torch.equal(seen[0], cora.x)
 
 
+@pytest.mark.parametrize("where", ["unmasked", "all"])
+def test_latent_loss_is_taken_on_the_configured_nodes(cora, where):
+    cfg = small_cfg(**{"model.latent_nodes": where})
+    model = build_model(cfg, cora.num_features, 0)
+    teacher = EMATeacher(model.ema_source())
+    targets = []
+    teacher.module.projector.register_forward_hook(lambda m, args, out: targets.append(out))
+    mask, remasks = draw_masks(cfg, 0, 0, cora.num_nodes)
+    model(cora.graph, cora.x, teacher.module, mask, remasks)
+    expected = cora.num_nodes if where == "all" else mask.keep_nodes.numel()
+    assert len(targets) == 1 and targets[0].shape == (expected, cfg.model.num_hidden)
+
+
 def test_sparse_and_dense_input_paths_agree(cora):
     cfg = small_cfg()
     model = build_model(cfg, cora.num_features, 0).eval()
@@ -39,15 +52,16 @@ def test_sparse_and_dense_input_paths_agree(cora):
 
 @pytest.mark.parametrize("remask", ["fixed", "random"])
 @pytest.mark.parametrize("decoder", ["gat", "gcn"])
-@pytest.mark.parametrize("latent", ["kept", "given"])  # given: as mini-batches pass ego centres
+@pytest.mark.parametrize("latent", ["kept", "all", "given"])  # given: as mini-batches pass ego centres
 def test_fast_decode_matches_a_dense_decode_per_view(cora, remask, decoder, latent):
     """Kept-rows projection (fixed) and the shared projection (random) change the work,
     not the loss or its gradients."""
-    cfg = small_cfg(**{"model.remask_method": remask, "model.decoder": decoder})
+    cfg = small_cfg(**{"model.remask_method": remask, "model.decoder": decoder,
+                       "model.latent_nodes": "all" if latent == "all" else "unmasked"})
     model = build_model(cfg, cora.num_features, 0).eval()  # no dropout: paths comparable
     teacher = EMATeacher(model.ema_source())
     mask, remasks = draw_masks(cfg, 0, 0, cora.num_nodes)
-    latent_nodes = None if latent == "kept" else torch.arange(0, cora.num_nodes, 97)
+    latent_nodes = torch.arange(0, cora.num_nodes, 97) if latent == "given" else None
     results = []
     for fast in (True, False):
         model.fast_decode = fast
@@ -147,3 +161,22 @@ def test_decoder_with_several_heads_reconstructs_in_feature_space(cora):
     out = model(cora.graph, cora.x, EMATeacher(model.ema_source()).module,
                 *draw_masks(cfg, 0, 0, cora.num_nodes), sparse_input=True)
     assert torch.isfinite(out["loss"])
+
+
+def test_bf16_on_a_cpu_without_native_bf16_warns(tmp_path, monkeypatch, caplog):
+    from graphmae2 import trainer
+
+    plain = tmp_path / "cpuinfo"
+    plain.write_text("processor : 0\nflags : fpu sse avx2 avx512f\n")
+    native = tmp_path / "cpuinfo-bf16"
+    native.write_text("processor : 0\nflags : fpu avx512f avx512_bf16\n")
+    assert trainer.cpu_has_native_bf16(plain) is False
+    assert trainer.cpu_has_native_bf16(native) is True
+    assert trainer.cpu_has_native_bf16(tmp_path / "missing") is None
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: False)
+    with caplog.at_level("WARNING"):
+        trainer.check_precision(small_cfg(**{"train.precision": "bf16"}), torch.device("cpu"))
+        trainer.check_precision(small_cfg(), torch.device("cpu"))
+    assert [r.message for r in caplog.records] == [
+        "train.precision=bf16 on a CPU without AVX-512 BF16 or AMX is emulated and likely "
+        "slower than float32; pass --set train.precision=fp32"]

@@ -138,16 +138,17 @@ class GATConv(nn.Module):
         if rows is not None and isinstance(self.norm, nn.BatchNorm1d):  # statistics need every row
             return self.forward(graph, x)[rows.to(self.weight.device)]
         res = self._residual(x)
+        if res is None and isinstance(x, ops.KeptRows):
+            return self._forward_kept(graph, x, rows)
         if rows is None:
             return self.propagate(graph, self.project(x), res)
         rows = rows.to(self.weight.device)
         if res is None and isinstance(x, Tensor) and rows.numel() * self.ROWS_FIRST_FRACTION <= graph.num_nodes:
             return self._forward_rows(graph, x, rows)
         z = self.project(x)  # every source row is needed; aggregate only into rows
-        src_score, _ = self.scores(z)
-        _, dst_score = self.scores(z[rows])
+        src_score, dst_score = self.scores(z)
         sub = graph.in_edges(rows)
-        alpha = self.attention(sub, src_score, dst_score)
+        alpha = self.attention(sub, src_score, dst_score[rows])
         out = ops.spmm(sub, z.view(z.shape[0], self.num_heads, self.out_dim), alpha)
         return self.finish(out, None if res is None else res[rows])
 
@@ -159,6 +160,25 @@ class GATConv(nn.Module):
         if isinstance(x, Tensor):
             return ops.dropout(x, self.feat_drop, self.training)
         raise ValueError("GATConv: an identity residual needs dense input features")
+
+    def _forward_kept(self, graph: Graph, x: ops.KeptRows, rows: Optional[Tensor]) -> Tensor:
+        """:meth:`forward` for input that is zero outside ``x.rows`` (the decoder under
+        fixed re-masking), never forming a ``[num_nodes, heads * out_dim]`` tensor.
+
+        A zero row projects to zero, so its score halves are exactly 0 (it still takes
+        part in every softmax it belongs to) and its messages add nothing: the aggregation
+        runs over the edges from ``x.rows`` only, in the same order.
+        """
+        n, h, d = x.num_rows, self.num_heads, self.out_dim
+        z = ops.dropout(x.values, self.feat_drop, self.training) @ self.weight   # (K, H*D)
+        src_kept, dst_kept = self.scores(z)                                      # (K, H) each
+        src = src_kept.new_zeros(n, h).index_copy(0, x.rows, src_kept)           # (N, H)
+        dst = src_kept.new_zeros(n, h).index_copy(0, x.rows, dst_kept)
+        sub = graph if rows is None else graph.in_edges(rows.to(self.weight.device))
+        alpha = self.attention(sub, src, dst if rows is None else dst[rows.to(dst.device)])
+        from_kept, edges = sub.from_sources(x.rows)
+        out = ops.spmm(from_kept, z.view(-1, h, d), alpha[edges])               # (R, H, D)
+        return self.finish(out)
 
     def _forward_rows(self, graph: Graph, x: Tensor, rows: Tensor) -> Tensor:
         """:meth:`forward` at ``rows`` only, aggregating before projecting.
