@@ -150,10 +150,9 @@ class GraphMAE2(nn.Module):
             else:
                 nodes, token = list(remasks), self.dec_mask_token
             if self.fast_decode and hasattr(self.decoder, "forward_views"):
-                recons = self.decoder.forward_views(graph, rep, nodes, token)
+                recons = self.decoder.forward_views(graph, rep, nodes, token, rows=mask_nodes)
             else:
-                recons = [self.decoder(graph, ops.replace_rows(rep, n, token)) for n in nodes]
-            recons = [r[mask_nodes] for r in recons]
+                recons = [self.decoder(graph, ops.replace_rows(rep, n, token))[mask_nodes] for n in nodes]
         target = x[mask_nodes]
         rec = sum(sce_loss(r, target, self.cfg.alpha_l) for r in recons)
 

@@ -127,3 +127,19 @@ def test_unknown_activation_names_the_allowed_ones():
 def test_repr_is_short():
     assert repr(GATConv(16, 8, num_heads=4)) == "GATConv(16, 8, heads=4)"
     assert repr(GCNConv(16, 32)) == "GCNConv(16, 32)"
+
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_gat_views_at_rows_equal_the_views_at_every_node(random_graph, num_layers):
+    """The decoder's views computed only where the loss reads them: same rows, same values."""
+    torch.manual_seed(0)
+    net = GAT(6, 4, 5, num_layers=num_layers, num_heads=2, num_out_heads=1, concat_out=False,
+              encoding=False).double().eval()
+    x = torch.randn(random_graph.num_nodes, 6, dtype=torch.float64)
+    token = torch.randn(1, 6, dtype=torch.float64)
+    views = [torch.randperm(random_graph.num_nodes)[:7] for _ in range(3)]
+    rows = torch.randperm(random_graph.num_nodes)[:9]
+    full = net.forward_views(random_graph, x, views, token)
+    part = net.forward_views(random_graph, x, views, token, rows=rows)
+    for f, p in zip(full, part):
+        assert torch.allclose(p, f[rows], atol=1e-12)

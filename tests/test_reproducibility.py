@@ -22,9 +22,11 @@ ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
 
 
+@pytest.mark.parametrize("remask", ["random", "fixed"])  # fixed: the shipped configs' kept-rows decoder
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_two_in_process_runs_are_bitwise_equal(cora, precision):
-    cfg = load_config(None, tiny_overrides(**{"train.max_epoch": 4, "train.precision": precision}))
+def test_two_in_process_runs_are_bitwise_equal(cora, precision, remask):
+    cfg = load_config(None, tiny_overrides(**{"train.max_epoch": 4, "train.precision": precision,
+                                              "model.remask_method": remask}))
     a = pretrain(cfg, cora, 0, CPU, progress=False)
     b = pretrain(cfg, cora, 0, CPU, progress=False)
     assert a.losses == b.losses

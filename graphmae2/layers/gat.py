@@ -239,9 +239,11 @@ class GAT(nn.Module):
             x = layer(graph, x)
         return self.layers[-1](graph, x, rows)
 
-    def forward_views(self, graph: Graph, x: Tensor, views: Sequence[Tensor], token: Tensor) -> List[Tensor]:
+    def forward_views(self, graph: Graph, x: Tensor, views: Sequence[Tensor], token: Tensor,
+                      rows: Optional[Tensor] = None) -> List[Tensor]:
         """Outputs for several copies of ``x``, each with rows ``views[k]`` replaced by
-        ``token``, without materialising the copies.
+        ``token``, without materialising the copies; at every node, or only at ``rows``
+        (the last layer then aggregates into those rows only, as :meth:`forward`).
 
         Row replacement commutes with the first layer's projection and score halves, so
         ``x W``, ``token W`` and their scores are computed once. Per view, only the
@@ -251,8 +253,11 @@ class GAT(nn.Module):
         """
         first = self.layers[0]
         if first.residual:
-            return [self(graph, ops.replace_rows(x, nodes, token)) for nodes in views]
+            return [self(graph, ops.replace_rows(x, nodes, token), rows) for nodes in views]
         n, h, d = x.shape[0], first.num_heads, first.out_dim
+        last = len(self.layers) - 1
+        first_rows = rows.to(x.device) if rows is not None and last == 0 else None
+        sub = graph if first_rows is None else graph.in_edges(first_rows)
         z, z_token = first.project(x), first.project(token)                   # (N, HD), (1, HD)
         src, dst = first.scores(z)                                              # (N, H) each
         token_src, token_dst = first.scores(z_token)                            # (1, H) each
@@ -260,13 +265,14 @@ class GAT(nn.Module):
         for nodes in views:
             hidden = z.new_zeros(n, 1)                                          # (N, 1)
             hidden[nodes.to(z.device)] = 1.0
-            alpha = first.attention(graph, src * (1 - hidden) + hidden * token_src,
-                                    dst * (1 - hidden) + hidden * token_dst)    # (E, H)
-            on_token = alpha * ops.gather_src(graph, hidden)                    # (E, H)
-            out = ops.spmm(graph, z.view(n, h, d), alpha - on_token) \
-                + ops.segment_sum(graph, on_token).unsqueeze(-1) * z_token.view(1, h, d)
+            dst_mixed = dst * (1 - hidden) + hidden * token_dst
+            alpha = first.attention(sub, src * (1 - hidden) + hidden * token_src,
+                                    dst_mixed if first_rows is None else dst_mixed[first_rows])  # (E', H)
+            on_token = alpha * ops.gather_src(sub, hidden)                      # (E', H)
+            out = ops.spmm(sub, z.view(n, h, d), alpha - on_token) \
+                + ops.segment_sum(sub, on_token).unsqueeze(-1) * z_token.view(1, h, d)
             out = first.finish(out)
-            for layer in self.layers[1:]:
-                out = layer(graph, out)
+            for i, layer in enumerate(self.layers[1:], start=1):
+                out = layer(graph, out, rows if i == last else None)
             outs.append(out)
         return outs
