@@ -134,7 +134,9 @@ class GATConv(nn.Module):
     def forward(self, graph: Graph, x: Tensor, rows: Optional[Tensor] = None) -> Tensor:
         """Output at every node, or only at ``rows`` (``[len(rows), ...]``) when given: a
         small set aggregates before projecting (:meth:`_forward_rows`), a large one
-        projects every node but aggregates, normalises and activates only its rows."""
+        projects every node but aggregates, normalises and activates only its rows.
+        :class:`~graphmae2.ops.KeptRows` input projects only its non-zero rows
+        (:meth:`_forward_kept`)."""
         if rows is not None and isinstance(self.norm, nn.BatchNorm1d):  # statistics need every row
             return self.forward(graph, x)[rows.to(self.weight.device)]
         res = self._residual(x)
