@@ -7,6 +7,7 @@ checkpoint at epoch k repeats the uninterrupted run bitwise.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -69,6 +70,7 @@ def restore(path: Path, device: torch.device, model: nn.Module, teacher: EMATeac
     return state
 
 
+@functools.lru_cache(maxsize=None)  # read once per process, not once per seed
 def cpu_has_native_bf16(cpuinfo: Union[str, Path] = "/proc/cpuinfo") -> Optional[bool]:
     """Whether the CPU multiplies bfloat16 natively (AVX-512 BF16 or AMX); ``None`` where
     ``cpuinfo`` cannot be read (not Linux)."""

@@ -137,14 +137,14 @@ class GATConv(nn.Module):
         projects every node but aggregates, normalises and activates only its rows.
         :class:`~graphmae2.ops.KeptRows` input projects only its non-zero rows
         (:meth:`_forward_kept`)."""
+        rows = None if rows is None else rows.to(self.weight.device)
         if rows is not None and isinstance(self.norm, nn.BatchNorm1d):  # statistics need every row
-            return self.forward(graph, x)[rows.to(self.weight.device)]
+            return self.forward(graph, x)[rows]
         res = self._residual(x)
         if res is None and isinstance(x, ops.KeptRows):
             return self._forward_kept(graph, x, rows)
         if rows is None:
             return self.propagate(graph, self.project(x), res)
-        rows = rows.to(self.weight.device)
         if res is None and isinstance(x, Tensor) and rows.numel() * self.ROWS_FIRST_FRACTION <= graph.num_nodes:
             return self._forward_rows(graph, x, rows)
         z = self.project(x)  # every source row is needed; aggregate only into rows
@@ -176,8 +176,8 @@ class GATConv(nn.Module):
         src_kept, dst_kept = self.scores(z)                                      # (K, H) each
         src = src_kept.new_zeros(n, h).index_copy(0, x.rows, src_kept)           # (N, H)
         dst = src_kept.new_zeros(n, h).index_copy(0, x.rows, dst_kept)
-        sub = graph if rows is None else graph.in_edges(rows.to(self.weight.device))
-        alpha = self.attention(sub, src, dst if rows is None else dst[rows.to(dst.device)])
+        sub = graph if rows is None else graph.in_edges(rows)
+        alpha = self.attention(sub, src, dst if rows is None else dst[rows])
         from_kept, edges = sub.from_sources(x.rows)
         out = ops.spmm(from_kept, z.view(-1, h, d), alpha[edges])               # (R, H, D)
         return self.finish(out)
