@@ -119,6 +119,8 @@ class EvalConfig:
     weight_decay_grid: List[float] = _f([], "if set, probe once per weight decay listed and report the one with "
                                         "the best validation accuracy (eval.weight_decay is then unused)", low=0.0)
     max_epoch: int = _f(300, "linear-probe epochs", low=1)
+    ties: str = _f("first", "which epoch the linear probe reports when several share the best validation accuracy: "
+                   "first, or last (as the GraphMAE2 reference does)", choices=("first", "last"))
     finetune_lr: float = _f(0.005, "fine-tuning learning rate", low=0.0, low_open=True)
     finetune_weight_decay: float = _f(5e-4, "fine-tuning weight decay", low=0.0)
     finetune_max_epoch: int = _f(200, "fine-tuning epochs", low=1)

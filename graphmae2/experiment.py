@@ -75,7 +75,7 @@ def probe(cfg: Config, emb: torch.Tensor, data: NodeDataset, seed: int) -> Dict[
     best = None
     for wd in e.weight_decay_grid or [e.weight_decay]:
         result = linear_probe(emb, data.y, data.train_mask, data.val_mask, data.test_mask, lr=e.lr,
-                              weight_decay=wd, max_epoch=e.max_epoch, seed=seed).as_dict()
+                              weight_decay=wd, max_epoch=e.max_epoch, seed=seed, ties=e.ties).as_dict()
         result["probe_weight_decay"] = wd
         if best is None or result["val_acc"] > best["val_acc"]:
             best = result

@@ -83,9 +83,16 @@ def cpu_has_native_bf16(cpuinfo: Union[str, Path] = "/proc/cpuinfo") -> Optional
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+_warned_emulated_bf16 = False
+
+
 def check_precision(cfg: Config, device: torch.device) -> None:
-    """Warn when ``train.precision: bf16`` would run emulated, slower than float32."""
-    if cfg.train.precision == "bf16" and device.type == "cpu" and cpu_has_native_bf16() is False:
+    """Warn, once per process (not once per seed), when ``train.precision: bf16`` would
+    run emulated, slower than float32."""
+    global _warned_emulated_bf16
+    if (not _warned_emulated_bf16 and cfg.train.precision == "bf16" and device.type == "cpu"
+            and cpu_has_native_bf16() is False):
+        _warned_emulated_bf16 = True
         _logger.warning("train.precision=bf16 on a CPU without AVX-512 BF16 or AMX is emulated and "
                         "likely slower than float32; pass --set train.precision=fp32")
 

@@ -94,6 +94,27 @@ def test_linear_probe_reports_test_acc_at_first_best_val_epoch() -> None:
     assert test[-1] != res.test_acc
 
 
+def test_linear_probe_ties_last_reports_last_best_val_epoch() -> None:
+    # Same case as above; ``ties="last"`` (the reference's ``>=``) reports the last of the
+    # tied epochs, which here is a different epoch with a different test accuracy.
+    x, y, _, _, _ = _blobs(spread=0.6, seed=3)
+    tr, va, te = _splits(NUM_NODES, torch.Generator().manual_seed(4), 21, 80)
+    kw = dict(lr=0.5, weight_decay=0.0, max_epoch=60)
+    first = linear_probe(x, y, tr, va, te, seed=1, **kw)
+    last = linear_probe(x, y, tr, va, te, seed=1, ties="last", **kw)
+    val, test = _reference_curves(x, y, tr, va, te, seed=1, **kw)
+    last_best = max(range(len(val)), key=lambda i: (val[i], i))  # last arg-max
+    assert last.best_epoch == last_best + 1 > first.best_epoch
+    assert last.val_acc == first.val_acc == val[last_best]
+    assert last.test_acc == test[last_best]
+
+
+def test_linear_probe_rejects_unknown_ties() -> None:
+    x, y, tr, va, te = _blobs(spread=1.0)
+    with pytest.raises(ValueError, match="ties must be 'first' or 'last', got 'middle'"):
+        linear_probe(x, y, tr, va, te, seed=0, ties="middle", **PROBE)
+
+
 def test_best_validation_prefers_first_epoch_on_ties() -> None:
     t = BestValidation()
     for epoch, (v, te) in enumerate([(0.5, 0.1), (0.7, 0.6), (0.7, 0.9), (0.6, 0.95)], start=1):
@@ -101,6 +122,10 @@ def test_best_validation_prefers_first_epoch_on_ties() -> None:
     assert t.result() == ProbeResult(test_acc=0.6, val_acc=0.7, best_epoch=2, epochs_run=4)
     assert t.stale_for(4) == 2
     assert t.result().as_dict() == {"test_acc": 0.6, "val_acc": 0.7, "best_epoch": 2, "epochs_run": 4}
+    t = BestValidation(ties="last")
+    for epoch, (v, te) in enumerate([(0.5, 0.1), (0.7, 0.6), (0.7, 0.9), (0.6, 0.95)], start=1):
+        t.update(epoch, v, te)
+    assert t.result() == ProbeResult(test_acc=0.9, val_acc=0.7, best_epoch=3, epochs_run=4)
 
 
 def test_linear_probe_repeatable_and_leaves_global_rng_alone() -> None:

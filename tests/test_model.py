@@ -174,9 +174,11 @@ def test_bf16_on_a_cpu_without_native_bf16_warns(tmp_path, monkeypatch, caplog):
     assert trainer.cpu_has_native_bf16(native) is True
     assert trainer.cpu_has_native_bf16(tmp_path / "missing") is None
     monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(trainer, "_warned_emulated_bf16", False)
     with caplog.at_level("WARNING"):
-        trainer.check_precision(small_cfg(**{"train.precision": "bf16"}), torch.device("cpu"))
         trainer.check_precision(small_cfg(), torch.device("cpu"))
+        for _ in range(2):  # once per process, not once per seed
+            trainer.check_precision(small_cfg(**{"train.precision": "bf16"}), torch.device("cpu"))
     assert [r.message for r in caplog.records] == [
         "train.precision=bf16 on a CPU without AVX-512 BF16 or AMX is emulated and likely "
         "slower than float32; pass --set train.precision=fp32"]

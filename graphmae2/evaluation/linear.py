@@ -24,7 +24,7 @@ _logger = logging.getLogger(__name__)
 
 def linear_probe(embeddings: Tensor, labels: Tensor, train_mask: Tensor, val_mask: Tensor,
                  test_mask: Tensor, *, lr: float, weight_decay: float, max_epoch: int, seed: int,
-                 device: Optional[Union[str, torch.device]] = None,
+                 ties: str = "first", device: Optional[Union[str, torch.device]] = None,
                  progress: bool = False) -> ProbeResult:
     """Train logistic regression on ``embeddings`` and score it on the test split.
 
@@ -37,12 +37,14 @@ def linear_probe(embeddings: Tensor, labels: Tensor, train_mask: Tensor, val_mas
             :class:`torch.optim.Adam`).
         max_epoch: full-batch optimizer steps, at least 1.
         seed: the head is initialised from the ``(seed, "probe", "head")`` stream.
+        ties: report the ``first`` or the ``last`` of the epochs that share the best
+            validation accuracy (the GraphMAE2 reference takes the last).
         device: where to train (default: the embeddings' device).
         progress: show a tqdm bar with the running validation accuracy.
 
     Returns:
-        :class:`ProbeResult` with the test accuracy at the first epoch of best
-        validation accuracy. Nothing here draws from torch's global RNG.
+        :class:`ProbeResult` with the test accuracy at the (first or last, ``ties``)
+        epoch of best validation accuracy. Nothing here draws from torch's global RNG.
 
     Raises:
         ValueError: on mis-shaped or empty masks, bad labels, non-finite embeddings or
@@ -50,6 +52,7 @@ def linear_probe(embeddings: Tensor, labels: Tensor, train_mask: Tensor, val_mas
         FloatingPointError: if the training loss became NaN or Inf (lower ``lr``).
     """
     max_epoch = check_positive_int("max_epoch", max_epoch)
+    tracker = BestValidation(ties)  # rejects a bad ``ties`` before any work
     check_optim(lr, weight_decay)
     num_nodes = embeddings.shape[0] if embeddings.dim() >= 1 else 0
     check_embeddings(embeddings, num_nodes)
@@ -82,7 +85,6 @@ def linear_probe(embeddings: Tensor, labels: Tensor, train_mask: Tensor, val_mas
     if not bool(finite):
         raise FloatingPointError(f"linear probe loss became NaN or Inf with lr={lr}; try a lower lr")
 
-    tracker = BestValidation()
     for epoch, (val_ok, test_ok) in enumerate(correct.tolist(), start=1):
         tracker.update(epoch, val_ok / n_val, test_ok / n_test)
     result = tracker.result()

@@ -2,7 +2,9 @@
 
 Both the linear probe and fine-tuning report the test accuracy of the epoch whose
 validation accuracy is highest, the first such epoch on ties, so the test split never
-influences which number is reported.
+influences which number is reported. Epochs that tie the best validation accuracy are
+resolved by ``ties``: the first one (the default), or the last one, as the GraphMAE2
+reference's probe does (it keeps the latest model whose accuracy is ``>=`` the best).
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ class ProbeResult:
         test_acc: test accuracy at ``best_epoch``.
         val_acc: validation accuracy at ``best_epoch`` (the best seen).
         best_epoch: 1-based epoch (number of optimizer steps taken) of the best
-            validation accuracy; the first such epoch on ties.
+            validation accuracy; the first or last such epoch on ties (``ties``).
         epochs_run: epochs actually trained; less than ``max_epoch`` when fine-tuning
             stopped early.
     """
@@ -36,12 +38,15 @@ class ProbeResult:
 class BestValidation:
     """Tracks the best validation accuracy seen and the test accuracy at that epoch.
 
-    Feed epochs in increasing order through :meth:`update`; a later epoch replaces the
-    best only if its validation accuracy is strictly higher, which makes the first
-    epoch win ties.
+    Feed epochs in increasing order through :meth:`update`. With ``ties="first"`` a later
+    epoch replaces the best only if its validation accuracy is strictly higher; with
+    ``ties="last"`` an equal one replaces it too.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, ties: str = "first") -> None:
+        if ties not in ("first", "last"):
+            raise ValueError(f"ties must be 'first' or 'last', got {ties!r}")
+        self.ties = ties
         self.best_epoch = 0
         self.val_acc = float("-inf")
         self.test_acc = float("nan")
@@ -52,7 +57,7 @@ class BestValidation:
         if epoch <= self.epochs_run:
             raise ValueError(f"epochs must increase: got epoch {epoch} after {self.epochs_run}")
         self.epochs_run = epoch
-        if val_acc > self.val_acc:
+        if val_acc > self.val_acc or (self.ties == "last" and val_acc == self.val_acc):
             self.best_epoch, self.val_acc, self.test_acc = epoch, float(val_acc), float(test_acc)
             return True
         return False
