@@ -92,6 +92,8 @@ class EMAConfig:
     schedule: str = _f("constant", "momentum schedule over training steps", choices=("constant", "cosine"))
     momentum_end: float = _f(1.0, "final momentum of the cosine schedule", low=0.0, high=1.0)
     delay_epochs: int = _f(0, "the teacher copies the student until this epoch", low=0)
+    teacher_dropout: bool = _f(False, "run the teacher in training mode, so its latent targets see dropout "
+                               "(as the GraphMAE2 reference does); default: eval mode, clean targets")
 
 
 @dataclass

@@ -204,6 +204,7 @@ def pretrain_minibatch(cfg: Config, graph: Graph, features: Any, egos: EgoGraphs
                 first_mask = mask.mask_nodes
             torch.manual_seed(derive_seed(seed, "dropout", step, rank))
             model.train()
+            teacher.module.train(cfg.ema.teacher_dropout)
             with autocast(cfg, device):
                 parts = ddp(g, x, teacher.module, mask, remasks, False, batch.centres.to(device))
             if not torch.isfinite(parts["loss"]):
@@ -242,6 +243,7 @@ def pretrain_minibatch(cfg: Config, graph: Graph, features: Any, egos: EgoGraphs
         if world > 1:
             dist.barrier()
     bar.close()
+    teacher.module.eval()
     teacher_digest = state_digests(teacher.module)
     by_rank = [teacher_digest["overall"]]
     if world > 1:

@@ -176,6 +176,7 @@ def pretrain(cfg: Config, data: NodeDataset, seed: int, device: torch.device,
         mask, remasks = draw_masks(cfg, seed, epoch, data.num_nodes)
         torch.manual_seed(derive_seed(seed, "dropout", epoch))  # the dropout stream
         model.train()
+        teacher.module.train(cfg.ema.teacher_dropout)
         with autocast(cfg, device):
             parts = model(graph, x, teacher.module, mask, remasks, sparse_input)
         loss = parts["loss"]
@@ -217,6 +218,7 @@ def pretrain(cfg: Config, data: NodeDataset, seed: int, device: torch.device,
         if (epoch + 1) % t.checkpoint_every == 0 or epoch + 1 == t.max_epoch:
             checkpoint(epoch + 1)
     bar.close()
+    teacher.module.eval()
     result = PretrainResult(model, teacher, losses, monitor, seconds, t.max_epoch)
     if run_dir is not None:
         write_manifest(run_dir / "manifest.json", {
@@ -233,6 +235,7 @@ def _monitor(model: GraphMAE2, teacher: EMATeacher, graph, x: Tensor, epoch: int
              writer: Any) -> Dict[str, float]:
     """Collapse statistics of the online embeddings and teacher targets; warns on collapse."""
     online = model.embed(graph, x)
+    teacher.module.eval()  # clean targets, whatever ema.teacher_dropout; the next step resets the mode
     target = teacher.module.projector(teacher.module.encoder(graph, x))
     stats = collapse_stats(online, target, model.ema_source(), teacher.module)
     if writer is not None:

@@ -107,6 +107,32 @@ def test_fixed_remask_and_no_latent_branch_run(cora):
     assert model.dec_mask_token.grad is None or float(model.dec_mask_token.grad.abs().sum()) == 0.0
 
 
+@pytest.mark.parametrize("teacher_dropout", [False, True])
+def test_teacher_dropout_sets_the_teachers_mode_during_steps_only(cora, teacher_dropout):
+    """``ema.teacher_dropout`` runs the teacher in training mode inside each step (its
+    targets see dropout, as the reference's do); the monitor and the returned teacher
+    are in eval mode either way."""
+    cfg = small_cfg(**{"ema.teacher_dropout": teacher_dropout, "train.max_epoch": 2,
+                       "train.monitor_every": 1})
+    modes = []
+    import graphmae2.model as model_module
+    original = model_module.GraphMAE2.forward
+
+    def spy(self, graph, x, teacher, *args, **kwargs):
+        modes.append(teacher.training)
+        return original(self, graph, x, teacher, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(model_module.GraphMAE2, "forward", spy)
+        result = pretrain(cfg, cora, seed=0, device=torch.device("cpu"), progress=False)
+    assert modes == [teacher_dropout] * 2
+    assert not result.teacher.module.training
+    # Dropout in the targets changes the latent loss, so the runs differ from the first step.
+    other = pretrain(small_cfg(**{"ema.teacher_dropout": not teacher_dropout, "train.max_epoch": 1}),
+                     cora, seed=0, device=torch.device("cpu"), progress=False)
+    assert other.losses[0] != result.losses[0]
+
+
 def test_loss_falls_and_probe_beats_random_features(cora):
     """Budget: hidden 64, 40 epochs. The probe on the learned embedding must beat the
     same probe on random Gaussian features of the same width by at least 0.30."""
