@@ -124,7 +124,7 @@ def test_take_rows_builds_the_masked_input_exactly(cora):
     from graphmae2.masking import input_rows, masked_input, token_rows
     from graphmae2.trainer import draw_masks
 
-    cfg = load_config("cora.yaml")
+    cfg = load_config("cora.yaml", ["model.replace_rate=0.15"])  # noise rows too
     mask, _ = draw_masks(cfg, 0, 0, cora.num_nodes)
     assert mask.noise_nodes.numel() > 0 and mask.token_nodes.numel() > 0
     is_token = token_rows(cora.num_nodes, mask, cora.x.device, cora.x.dtype)
