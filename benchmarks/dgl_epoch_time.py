@@ -9,7 +9,9 @@ The DGL step follows the paper and the reference's choices: 2-layer GAT encoder,
 1-layer GAT decoder on every node with the masked rows zeroed (fixed re-masking) or, for
 ``model.remask_method: random``, one decoder pass per view over a clone with a fresh
 random set of rows replaced by the decoder token, an EMA
-teacher encoder + projector on the unmasked graph in training mode, Adam, EMA update.
+teacher encoder + projector on the unmasked graph (in training mode with
+``ema.teacher_dropout``), the latent loss on the kept nodes or on all of them
+(``model.latent_nodes``), Adam, EMA update.
 It is written here from the paper, not copied. Prints medians, the ratio, and peak RSS
 of each path measured in its own child process.
 """
@@ -87,9 +89,11 @@ def dgl_worker(cfg_name, overrides, epochs, warmup, queue):
         x_in[mask] = 0.0
         x_in[mask] += token
         enc = encoder(g, x_in)
+        rows = slice(None) if m.latent_nodes == "all" else keep
+        teacher.train(cfg.ema.teacher_dropout)
         with torch.no_grad():
-            target = teacher[1](teacher[0](g, x)[keep])
-        latent = sce(predictor(projector(enc[keep])), target, 1.0)
+            target = teacher[1](teacher[0](g, x)[rows])
+        latent = sce(predictor(projector(enc[rows])), target, 1.0)
         rep = e2d(enc)
         if m.remask_method == "fixed":
             rep[mask] = 0.0
