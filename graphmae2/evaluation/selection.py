@@ -1,10 +1,10 @@
 """Model selection for the probes: test accuracy at the epoch of best validation accuracy.
 
 Both the linear probe and fine-tuning report the test accuracy of the epoch whose
-validation accuracy is highest, the first such epoch on ties, so the test split never
-influences which number is reported. Epochs that tie the best validation accuracy are
-resolved by ``ties``: the first one (the default), or the last one, as the GraphMAE2
-reference's probe does (it keeps the latest model whose accuracy is ``>=`` the best).
+validation accuracy is highest, so the test split never influences which number is
+reported. Epochs that tie the best validation accuracy are resolved by ``ties``: the
+first one (the default), or the last one, as the GraphMAE2 reference's probe does (it
+keeps the latest model whose accuracy is ``>=`` the best).
 """
 from __future__ import annotations
 
