@@ -325,19 +325,27 @@ class SparseRows:
         crow, pos = take_csr_rows(self.crow, index.to(self.crow.device))
         return SparseRows(crow, self.col[pos], self.values[pos], (index.numel(), self.shape[1]), token_rows, token)
 
-    @float32_island
     def project(self, weight: Tensor, p: float, training: bool) -> Tensor:
-        """``dropout(x) @ weight``. Dropout acts on the stored non-zeros (the zeros stay
-        zero either way) and on the token vector, one draw shared by its rows."""
+        """``dropout(x) @ weight``, the same in distribution as the dense product: dropout
+        acts on the stored non-zeros (the zeros stay zero either way) and, with its own
+        draw per row, on each token row."""
+        out = self._project_values(weight, p, training)
+        if self.token is None:
+            return out
+        if not (training and p > 0):
+            return out + self.token_rows * (self.token @ weight).to(out.dtype)
+        rows = self.token_rows.view(-1).nonzero().view(-1)
+        tokens = dropout_(self.token.expand(rows.numel(), -1), p) @ weight  # bfloat16 under autocast
+        return out.index_add(0, rows, tokens.to(out.dtype))
+
+    @float32_island
+    def _project_values(self, weight: Tensor, p: float, training: bool) -> Tensor:
+        """``dropout(values) @ weight`` as a sparse product (no bfloat16 sparse kernels)."""
         values = dropout(self.values, p, training)
         x = torch.sparse_csr_tensor(self.crow, self.col, values, self.shape, check_invariants=False)
         x_t = torch.sparse_csr_tensor(self.crow_t, self.col_t, values[self.order],
                                       self.shape[::-1], check_invariants=False)
-        out = _SparseLinear.apply(weight, x, x_t)
-        if self.token is not None:
-            token = dropout(self.token, p, training)
-            out = out + self.token_rows * (token @ weight)
-        return out
+        return _SparseLinear.apply(weight, x, x_t)
 
 
 class KeptRows:

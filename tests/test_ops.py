@@ -91,6 +91,25 @@ def test_sparse_rows_projection_equals_dense():
     assert all(torch.allclose(a, b) for a, b in zip(g_sparse, g_dense))
 
 
+def test_sparse_rows_token_rows_get_their_own_dropout_draw():
+    """In training, each token row is dropped independently, as in the dense product
+    ``dropout(x + rows * token) @ w``, not with one draw shared by all token rows."""
+    n, f, p = 400, 64, 0.2
+    x = torch.zeros(n, f)
+    x[0, 3] = 1.0
+    rows = torch.zeros(n, 1)
+    rows[1:] = 1.0
+    token = torch.ones(1, f, requires_grad=True)
+    torch.manual_seed(0)
+    out = ops.SparseRows.from_dense(x, rows, token).project(torch.eye(f), p, True)
+    kept = out[1:] != 0
+    assert set(out[1:].unique().tolist()) <= {0.0, 1.0 / (1.0 - p)}
+    assert len({tuple(r) for r in kept.tolist()}) == n - 1  # every row its own draw
+    assert abs(kept.float().mean().item() - (1.0 - p)) < 0.01  # 25,536 draws: ~4 std
+    (out[1:].sum() * (1.0 - p)).backward()
+    assert torch.equal(token.grad, kept.sum(0, keepdim=True).float())
+
+
 def test_spmm_forward_and_backward_repeat_bitwise(random_graph):
     g = random_graph
     gen = torch.Generator().manual_seed(1)
