@@ -2,6 +2,11 @@
 
     python benchmarks/ego_graphs.py --workers 2                      # 1M nodes, 10M edges
     python benchmarks/ego_graphs.py --nodes 100000 --edges 1000000 --seeds 20000
+    python benchmarks/ego_graphs.py --nodes 169343 --edges 1166243 --k 64 --seeds 4096 --assemble 8
+
+``--assemble N`` also times the assembly of N training batches (``--batch-egos`` ego-graphs
+each, as ``data.batch_size``) from the ego-graphs computed: the induced subgraphs' disjoint
+union and the feature rows, what the mini-batch trainer's DataLoader does per step.
 
 Peak memory is ``ru_maxrss`` of this process (graph generation included) and of the
 largest worker process; workers share the graph with the parent copy-on-write, so the
@@ -17,6 +22,7 @@ import time
 import numpy as np
 
 from graphmae2.datasets.synthetic import synthetic_graph
+from graphmae2.minibatch import EgoCollate
 from graphmae2.sampling import DEFAULT_BATCH_SIZE, ego_graphs
 
 
@@ -42,6 +48,9 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=None,
                    help="time only the first SEEDS nodes and extrapolate (default: all)")
     p.add_argument("--seed", type=int, default=0, help="graph generator seed")
+    p.add_argument("--assemble", type=int, default=0, metavar="N",
+                   help="also time the assembly of N training batches from the ego-graphs")
+    p.add_argument("--batch-egos", type=int, default=512, help="ego-graphs per training batch")
     args = p.parse_args()
 
     print(f"load average before: {os.getloadavg()}, cores: {os.cpu_count()}")
@@ -67,6 +76,20 @@ def main() -> None:
     print(f"  output {(ego.nodes.nbytes + ego.indptr.nbytes) / (1 << 20):.0f} MiB")
     print(f"peak memory: main {_peak_mib(resource.RUSAGE_SELF):.0f} MiB, "
           f"largest worker {_peak_mib(resource.RUSAGE_CHILDREN):.0f} MiB")
+    if args.assemble:
+        collate = EgoCollate(ego, data.graph, data.x)
+        ids = np.arange(len(ego))
+        times, edges = [], []
+        for b in range(args.assemble):
+            chunk = ids[b * args.batch_egos:(b + 1) * args.batch_egos].tolist()
+            if not chunk:
+                break
+            tic = time.perf_counter()
+            batch = collate(chunk)
+            times.append(time.perf_counter() - tic)
+            edges.append(batch.graph.indices.numel())
+        print(f"batch assembly: {len(times)} batches of {args.batch_egos} ego-graphs, median "
+              f"{1000 * float(np.median(times)):.1f} ms per batch, {np.mean(edges):.0f} edges per batch (self-loops included)")
     print(f"load average after: {os.getloadavg()}")
 
 

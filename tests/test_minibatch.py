@@ -28,6 +28,10 @@ def test_induced_union_equals_per_ego_subgraphs(random_graph):
         expected |= {(int(s) + offset, int(d) + offset) for s, d in zip(*sub.edges())}
         offset += len(e)
     assert set(zip(*[t.tolist() for t in union.edges()])) == expected
+    scratch = np.full(random_graph.num_nodes, -1, dtype=np.int32)
+    again = induced_union(random_graph.indptr.numpy(), random_graph.indices.numpy(), egos, scratch)
+    assert torch.equal(again.indptr, union.indptr) and torch.equal(again.indices, union.indices)
+    assert (scratch == -1).all()  # left as found, ready for the next batch
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +69,15 @@ def test_memory_mapped_features_give_the_same_run(small, tmp_path):
     a = pretrain_minibatch(cfg, data.graph, data.x, egos, 0, CPU, progress=False)
     b = pretrain_minibatch(cfg, data.graph, np.load(path, mmap_mode="r"), egos, 0, CPU, progress=False)
     assert a.losses == b.losses
+
+
+def test_loader_workers_give_the_same_run(small):
+    cfg, data, egos = small
+    workers = load_config("synthetic-small.yaml", ["data.num_workers=2"])
+    a = pretrain_minibatch(cfg, data.graph, data.x, egos, 0, CPU, progress=False)
+    b = pretrain_minibatch(workers, data.graph, data.x, egos, 0, CPU, progress=False)
+    assert a.losses == b.losses
+    assert all(torch.equal(p, q) for p, q in zip(a.model.state_dict().values(), b.model.state_dict().values()))
 
 
 def test_minibatch_cli_run(tmp_path, capsys):

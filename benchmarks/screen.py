@@ -1,0 +1,113 @@
+"""Screen config variants over seeds, every (variant, seed) in its own process, and rank
+the variants by mean validation accuracy (the test column is reported, never ranked on).
+
+    python benchmarks/screen.py --dataset citeseer --seeds 0 1 2 3 4 --device cuda --jobs 30 \\
+        --variant base= --variant m0="ema.momentum=0" --variant rand="model.remask_method=random"
+
+A variant is ``NAME=OVERRIDES``: a space-separated list of ``section.key=value`` applied on
+top of ``configs/<dataset>.yaml`` (``NAME=`` is the config as shipped). Each process runs
+``benchmarks/accuracy.py`` for one seed into ``--out/<name>/seed-<s>``, with one thread
+(``OMP_NUM_THREADS=1``), so ``--jobs`` processes share the machine; on one GPU they share
+it by time-slicing. Finished (variant, seed) pairs are skipped, so an interrupted screen
+resumes where it stopped. The summary is printed as a Markdown table and written to
+``--out/screen.md``.
+"""
+import argparse
+import glob
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+from graphmae2.config import ConfigError, load_config, parse_override
+
+ACCURACY = Path(__file__).resolve().with_name("accuracy.py")
+
+
+def parse_variant(text: str) -> Tuple[str, List[str]]:
+    """``NAME=k=v k=v`` -> (NAME, [k=v, ...]); the overrides are checked against the schema."""
+    name, sep, rest = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"--variant {text!r}: expected NAME=OVERRIDES, e.g. m0='ema.momentum=0'")
+    items = shlex.split(rest)
+    for item in items:
+        parse_override(item)
+    return name, items
+
+
+def run_one(dataset: str, seed: int, items: List[str], out: Path, device: str) -> int:
+    """One seed of one variant in its own process; returns its exit status."""
+    if glob.glob(str(out / "*" / "metrics.json")):
+        return 0
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, str(ACCURACY), "--datasets", dataset, "--seeds", str(seed), "--device", device,
+           "--out", str(out)] + (["--set", *items] if items else [])
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    with open(out / "log.txt", "w") as log:
+        return subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def collect(out: Path) -> Dict[str, Dict[int, dict]]:
+    """Per variant, per seed: the seed's record from its metrics.json."""
+    found: Dict[str, Dict[int, dict]] = {}
+    for path in sorted(out.glob("*/seed-*/*/metrics.json")):
+        name = path.parents[2].name
+        for seed, record in json.loads(path.read_text())["seeds"].items():
+            found.setdefault(name, {})[int(seed)] = record
+    return found
+
+
+def table(found: Dict[str, Dict[int, dict]], overrides: Dict[str, List[str]]) -> str:
+    """Markdown rows, best mean validation accuracy first."""
+    rows = []
+    for name, per in found.items():
+        seeds = sorted(per)
+        val = [per[s]["val_acc"] for s in seeds]
+        test = [per[s]["test_acc"] for s in seeds]
+        sd = statistics.pstdev(test) if len(test) > 1 else 0.0
+        rows.append((statistics.mean(val), f"| {name} | {statistics.mean(val):.4f} | {statistics.mean(test):.4f} ± "
+                     f"{sd:.4f} | {', '.join(f'{t:.3f}' for t in test)} | {' '.join(map(str, seeds))} | "
+                     f"{statistics.mean(per[s]['seconds'] for s in seeds):.0f} s | "
+                     f"`{' '.join(overrides.get(name, [])) or '(as shipped)'}` |"))
+    head = ("| variant | val acc (mean) | test acc (mean ± std) | test per seed | seeds | pre-training per seed | "
+            "overrides |\n| --- | --- | --- | --- | --- | --- | --- |")
+    return "\n".join([head] + [r for _, r in sorted(rows, key=lambda r: -r[0])])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--variant", dest="variants", type=parse_variant, action="append", required=True,
+                   metavar="NAME=OVERRIDES")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--jobs", type=int, default=2, help="processes at once")
+    p.add_argument("--out", type=Path, default=Path("runs/screen"))
+    args = p.parse_args()
+    overrides = dict(args.variants)
+    if len(overrides) != len(args.variants):
+        p.error("variant names must be unique")
+    for name, items in overrides.items():  # every variant valid before any run starts
+        try:
+            load_config(f"{args.dataset}.yaml", items)
+        except ConfigError as e:
+            p.error(f"variant {name!r}: {e}")
+    jobs = [(name, seed) for name in overrides for seed in args.seeds]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        codes = list(pool.map(lambda job: run_one(args.dataset, job[1], overrides[job[0]],
+                                                  args.out / job[0] / f"seed-{job[1]}", args.device), jobs))
+    failed = [f"{name} seed {seed}" for (name, seed), code in zip(jobs, codes) if code]
+    text = table(collect(args.out), overrides)
+    (args.out / "screen.md").write_text(text + "\n")
+    print(text)
+    if failed:
+        sys.exit(f"failed (see log.txt in each run directory): {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    main()
