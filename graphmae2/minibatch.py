@@ -72,7 +72,7 @@ def induced_union(indptr: np.ndarray, indices: np.ndarray, egos: Sequence[np.nda
         batch_id[ego] = ids
         first, deg = indptr[ego], indptr[ego + 1] - indptr[ego]
         ends = np.cumsum(deg)
-        nbr = batch_id[indices[np.arange(ends[-1]) + np.repeat(first - (ends - deg), deg)]]
+        nbr = batch_id[indices[np.arange(deg.sum()) + np.repeat(first - (ends - deg), deg)]]
         hit = nbr >= 0
         src.append(nbr[hit].astype(np.int64))
         dst.append(np.repeat(ids, deg)[hit])
