@@ -78,14 +78,10 @@ def main() -> None:
           f"largest worker {_peak_mib(resource.RUSAGE_CHILDREN):.0f} MiB")
     if args.assemble:
         collate = EgoCollate(ego, data.graph, data.x)
-        ids = np.arange(len(ego))
         times, edges = [], []
-        for b in range(args.assemble):
-            chunk = ids[b * args.batch_egos:(b + 1) * args.batch_egos].tolist()
-            if not chunk:
-                break
+        for start in range(0, min(len(ego), args.assemble * args.batch_egos), args.batch_egos):
             tic = time.perf_counter()
-            batch = collate(chunk)
+            batch = collate(list(range(start, min(start + args.batch_egos, len(ego)))))
             times.append(time.perf_counter() - tic)
             edges.append(batch.graph.indices.numel())
         print(f"batch assembly: {len(times)} batches of {args.batch_egos} ego-graphs, median "
