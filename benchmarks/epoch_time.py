@@ -37,7 +37,7 @@ def time_epochs(cfg, data, device, epochs, warmup, fast):
         mask, remasks = draw_masks(cfg, 0, epoch, data.num_nodes)
         model.train()
         with autocast(cfg, device):
-            loss = model(graph, x, teacher.module, mask, remasks, sparse_input=fast and device.type == "cpu")["loss"]
+            loss = model(graph, x, teacher, mask, remasks, sparse_input=fast and device.type == "cpu")["loss"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -128,10 +128,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         cfg = _config_from_args(args)
         run_dir = None
     from .distributed import broadcast_object, init_distributed, is_rank0
-    from .experiment import load_data
+    from .datasets import load_data
 
     device = init_distributed(resolve_device(args.device))
-    data = load_data(cfg)
+    data = load_data(cfg.data)
     if run_dir is None and is_rank0():
         run_dir = new_run_dir(Path(args.out), cfg.data.dataset, force=args.force)
     run_dir = broadcast_object(run_dir)
@@ -189,7 +189,7 @@ def _embed(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from .datasets import load_dataset
+    from .datasets import load_data
     from .experiment import new_run_dir, resolve_device
 
     if args.resume:
@@ -203,7 +203,7 @@ def _sweep(args: argparse.Namespace) -> int:
         seeds = cfg.train.seeds
     grid(cfg, sweeps)  # every grid point type- and range-checked before any data is loaded
     device = resolve_device(args.device)
-    data = load_dataset(cfg.data.dataset, root=cfg.data.root)
+    data = load_data(cfg.data)
     if not args.resume:
         sweep_dir = new_run_dir(Path(args.out), f"{cfg.data.dataset}-sweep", force=args.force)
     _logger.info("sweep directory: %s (device %s)", sweep_dir, device)

@@ -5,45 +5,70 @@ teacher becomes ``m * t + (1 - m) * s`` for the matching student tensor ``s``; i
 buffers (BatchNorm's step counter) are copied. ``m = 0`` makes the teacher a copy of
 the student, ``m = 1`` freezes it. Updates are in place, so the teacher's tensors stay
 the same objects for the whole run, and they never require or hold gradients.
+
+The teacher's policy lives here too: :meth:`EMATeacher.step` is the one call the
+trainer makes after ``optimizer.step()`` (as timm's ``ModelEmaV3.update(model, step)``);
+it takes the momentum from the schedule of the global step and applies the delay.
+:meth:`EMATeacher.targets` is the one way latent targets are computed, by the model's
+loss and by the collapse monitor alike.
 """
 from __future__ import annotations
 
 import copy
-import math
-from typing import List, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
+from .schedules import momentum_at
 
-def momentum_at(step: int, total_steps: int, base: float, end: float = 1.0,
-                schedule: str = "constant") -> float:
-    """Momentum for global optimizer step ``step`` (0-based) of ``total_steps``.
-
-    ``constant`` returns ``base``; ``cosine`` rises from ``base`` at step 0 to ``end``
-    at the last step along half a cosine, as in BYOL and DINO. Pure, so a resumed run
-    gets the same value for the same step.
-    """
-    if schedule == "constant":
-        return base
-    if schedule == "cosine":
-        if total_steps <= 1:
-            return end
-        progress = min(max(step / (total_steps - 1), 0.0), 1.0)
-        return end - (end - base) * (math.cos(math.pi * progress) + 1.0) / 2.0
-    raise ValueError(f"unknown momentum schedule {schedule!r}; allowed: constant, cosine")
+if TYPE_CHECKING:
+    from .config import EMAConfig
+    from .graph import Graph
 
 
 class EMATeacher:
     """Holds ``module``, a frozen deep copy of the student, and updates it in place.
 
     Args:
-        student: the module to track (its parameters and buffers, matched by name).
+        student: the module to track (its parameters and buffers, matched by name);
+            :meth:`targets` needs ``.encoder`` and ``.projector`` in it.
+        cfg: the ``ema`` config section (momentum, schedule, delay); only
+            :meth:`step` reads it.
     """
 
-    def __init__(self, student: nn.Module) -> None:
+    def __init__(self, student: nn.Module, cfg: Optional["EMAConfig"] = None) -> None:
         self.module = copy.deepcopy(student).eval()
         self.module.requires_grad_(False)
+        self.cfg = cfg
+
+    def momentum(self, step: int, total_steps: int) -> float:
+        """The schedule's momentum at global optimizer step ``step`` of ``total_steps``."""
+        c = self.cfg
+        return momentum_at(step, total_steps, c.momentum, c.momentum_end, c.schedule)
+
+    @torch.no_grad()
+    def step(self, student: nn.Module, step: int, total_steps: int, epoch: int) -> float:
+        """The update after optimizer step ``step`` (of ``total_steps``, in ``epoch``);
+        returns the momentum of the schedule.
+
+        Before ``ema.delay_epochs`` the teacher is made a copy of the student; from then
+        on it moves as ``t <- m t + (1 - m) s``.
+        """
+        if self.cfg is None:
+            raise ValueError("EMATeacher.step needs the ema config: EMATeacher(student, cfg.ema)")
+        m = self.momentum(step, total_steps)
+        if epoch < self.cfg.delay_epochs:
+            self.copy_(student)
+        else:
+            self.update_(student, m)
+        return m
+
+    @torch.no_grad()
+    def targets(self, graph: "Graph", x: Tensor, rows: Optional[Tensor] = None) -> Tensor:
+        """Latent targets ``projector(encoder(graph, x))`` at ``rows`` (default: every
+        node), ``[len(rows), hidden]``, in whatever mode the teacher is in."""
+        return self.module.projector(self.module.encoder(graph, x, rows=rows))
 
     def _pairs(self, student: nn.Module) -> Tuple[List[Tensor], List[Tensor], List[Tensor], List[Tensor]]:
         t_state = self.module.state_dict(keep_vars=True)

@@ -7,7 +7,6 @@ model) and one ``seed-<s>/`` directory per seed with its checkpoint, ``manifest.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import shutil
@@ -19,8 +18,7 @@ import numpy as np
 import torch
 
 from .config import Config, to_yaml
-from .datasets import NodeDataset, load_dataset
-from .datasets.features import RowNormalized, normalize_features
+from .datasets import NodeDataset, feature_matrix, load_data
 from .distributed import is_rank0
 from .evaluation import cluster, finetune, linear_probe
 from .trainer import embed, pretrain
@@ -101,36 +99,6 @@ def headline(metrics: Dict[str, Any]) -> str:
             f"over {n} seed{'s' if n != 1 else ''} ({metrics['mode']})")
 
 
-def load_data(cfg: Config) -> NodeDataset:
-    """The dataset named by ``cfg.data``: Planetoid (shipped or downloaded), synthetic, or
-    OGB raw files under ``data.root``."""
-    d = cfg.data
-    if d.dataset == "synthetic":
-        from .datasets.synthetic import synthetic_graph
-
-        return synthetic_graph(d.synthetic_nodes, d.synthetic_edges, num_features=d.synthetic_features)
-    if d.dataset.startswith("ogbn-"):
-        from .datasets.ogb import load_ogb_raw
-
-        if d.root is None:
-            raise ValueError(f"data.dataset={d.dataset}: set data.root to the directory holding the "
-                             f"downloaded OGB files")
-        return load_ogb_raw(d.dataset, d.root)
-    return load_dataset(d.dataset, root=d.root)
-
-
-def features_of(cfg: Config, data: NodeDataset):  # noqa: ANN201 - tensor or memmap
-    """The feature matrix: ``data.features`` memory-mapped (rows scaled when read, for
-    ``data.feature_norm: row``) when set, else ``data.x`` (already scaled)."""
-    if cfg.data.features is None:
-        return data.x
-    feats = np.load(cfg.data.features, mmap_mode="r")
-    if feats.ndim != 2 or feats.shape[0] != data.num_nodes:
-        raise ValueError(f"data.features={cfg.data.features}: shape {feats.shape}, expected "
-                         f"({data.num_nodes}, num_features)")
-    return RowNormalized(feats) if cfg.data.feature_norm == "row" else feats
-
-
 def _ego_graphs(cfg: Config, data: NodeDataset):  # noqa: ANN202
     from .sampling import ego_graphs
 
@@ -143,6 +111,9 @@ def run_experiment(cfg: Config, run_dir: Path, device: torch.device, data: Optio
                    resume: bool = False, progress: bool = True) -> Dict[str, Any]:
     """Pre-train and evaluate every seed of ``cfg`` into ``run_dir``; returns metrics.
 
+    ``data`` is what :func:`~graphmae2.datasets.load_data` returns (features already
+    scaled); by default it is loaded from ``cfg.data``.
+
     ``resume`` skips seeds that have a ``result.json`` and continues the others from
     their checkpoints.
     """
@@ -152,11 +123,10 @@ def run_experiment(cfg: Config, run_dir: Path, device: torch.device, data: Optio
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
     if data is None:
-        data = load_data(cfg)
-    data = dataclasses.replace(data, x=normalize_features(data.x, cfg.data.feature_norm))
+        data = load_data(cfg.data)
     minibatch = cfg.data.mode == "minibatch"
     egos = _ego_graphs(cfg, data) if minibatch else None
-    features = features_of(cfg, data) if minibatch else None
+    features = feature_matrix(cfg.data, data) if minibatch else None
     rank0 = is_rank0()
     per_seed: Dict[str, Dict[str, Any]] = {}
     for seed in cfg.train.seeds:

@@ -27,7 +27,8 @@ from tqdm import tqdm
 
 from .checkpoint import save_checkpoint
 from .config import Config
-from .ema import EMATeacher, momentum_at
+from .ema import EMATeacher
+from .schedules import momentum_at
 from .graph import Graph
 from .manifest import environment, state_digests, tensor_digest, write_manifest
 from .masking import EncoderMask
@@ -212,7 +213,7 @@ def pretrain_minibatch(cfg: Config, graph: Graph, features: Any, egos: EgoGraphs
             model.train()
             teacher.module.train(cfg.ema.teacher_dropout)
             with autocast(cfg, device):
-                parts = ddp(g, x, teacher.module, mask, remasks, False, batch.centres.to(device))
+                parts = ddp(g, x, teacher, mask, remasks, False, batch.centres.to(device))
             if not torch.isfinite(parts["loss"]):
                 raise NonFiniteLossError(f"non-finite loss at epoch {epoch} step {step} (seed {seed})")
             optimizer.zero_grad(set_to_none=True)

@@ -16,7 +16,7 @@ passed in, so the model itself holds no randomness but dropout.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +27,9 @@ from .graph import Graph
 from .layers import GAT, GCN, build_network
 from . import ops
 from .masking import EncoderMask, input_rows, masked_input, token_rows
+
+if TYPE_CHECKING:
+    from .ema import EMATeacher
 
 
 def sce_loss(pred: Tensor, target: Tensor, alpha: float) -> Tensor:
@@ -94,7 +97,7 @@ class GraphMAE2(nn.Module):
         """The modules the EMA teacher tracks (shared with this model, not copies)."""
         return nn.ModuleDict({"encoder": self.encoder, "projector": self.projector})
 
-    def forward(self, graph: Graph, x: Tensor, teacher: nn.Module, mask: EncoderMask,
+    def forward(self, graph: Graph, x: Tensor, teacher: "EMATeacher", mask: EncoderMask,
                 remasks: Sequence[Tensor], sparse_input: bool = False,
                 latent_nodes: Optional[Tensor] = None) -> Dict[str, Tensor]:
         """Losses for one step.
@@ -102,7 +105,8 @@ class GraphMAE2(nn.Module):
         Args:
             graph: graph with self-loops.
             x: ``[N, F]`` input features.
-            teacher: EMA copy of :meth:`ema_source` (``.encoder``, ``.projector``).
+            teacher: the EMA teacher of :meth:`ema_source`; its
+                :meth:`~graphmae2.ema.EMATeacher.targets` are the latent targets.
             mask: the encoder mask for this step.
             remasks: node indices to re-mask, one tensor per decoding view (ignored for
                 ``remask_method: fixed``).
@@ -159,7 +163,7 @@ class GraphMAE2(nn.Module):
         if self.cfg.lam > 0:
             with torch.no_grad():
                 teacher_in = self._sparse_features(x) if sparse_input else x
-                latent_target = teacher.projector(teacher.encoder(graph, teacher_in, rows=latent_rows))
+                latent_target = teacher.targets(graph, teacher_in, latent_rows)
             latent_pred = self.predictor(self.projector(online))
             latent = sce_loss(latent_pred, latent_target, 1.0)
         else:

@@ -32,7 +32,7 @@ import yaml
 from tqdm import tqdm
 
 from .config import Config, ConfigError, load_config, set_value, to_yaml, validate
-from .datasets import NodeDataset, load_dataset
+from .datasets import NodeDataset, load_data
 from .experiment import run_experiment, summarize
 from .trainer import NonFiniteLossError
 
@@ -247,7 +247,7 @@ def run_sweep(base: Config, sweeps: Sweeps, seeds: Sequence[int], sweep_dir: Pat
     else:
         save_sweep_spec(sweep_dir, base, sweeps, seeds)
     if data is None:
-        data = load_dataset(base.data.dataset, root=base.data.root)
+        data = load_data(base.data)
 
     bar = tqdm(total=len(points) * len(seeds), desc="sweep", unit="run", disable=not progress,
                dynamic_ncols=True)

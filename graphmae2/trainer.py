@@ -22,7 +22,8 @@ from tqdm import tqdm
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Config
 from .datasets import NodeDataset
-from .ema import EMATeacher, momentum_at
+from .ema import EMATeacher
+from .schedules import momentum_at
 from .manifest import environment, state_digests, tensor_digest, write_manifest
 from .masking import encoder_mask, remask_nodes
 from .model import GraphMAE2
@@ -178,7 +179,7 @@ def pretrain(cfg: Config, data: NodeDataset, seed: int, device: torch.device,
         model.train()
         teacher.module.train(cfg.ema.teacher_dropout)
         with autocast(cfg, device):
-            parts = model(graph, x, teacher.module, mask, remasks, sparse_input)
+            parts = model(graph, x, teacher, mask, remasks, sparse_input)
         loss = parts["loss"]
         if not torch.isfinite(loss):
             bad = {k: v.item() for k, v in parts.items() if k != "loss" and not torch.isfinite(v)}

@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from graphmae2.ema import EMATeacher, momentum_at
+from graphmae2.ema import EMATeacher
+from graphmae2.schedules import momentum_at
 
 
 def student():

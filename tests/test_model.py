@@ -21,7 +21,7 @@ def test_teacher_sees_the_unmasked_features(cora):
     seen = []
     teacher.module.encoder.layers[0].register_forward_pre_hook(lambda m, args: seen.append(args[1]))
     mask, remasks = draw_masks(cfg, 0, 0, cora.num_nodes)
-    model(cora.graph, cora.x, teacher.module, mask, remasks, sparse_input=False)
+    model(cora.graph, cora.x, teacher, mask, remasks, sparse_input=False)
     assert len(seen) == 1 and torch.equal(seen[0], cora.x)
 
 
@@ -33,7 +33,7 @@ def test_latent_loss_is_taken_on_the_configured_nodes(cora, where):
     targets = []
     teacher.module.projector.register_forward_hook(lambda m, args, out: targets.append(out))
     mask, remasks = draw_masks(cfg, 0, 0, cora.num_nodes)
-    model(cora.graph, cora.x, teacher.module, mask, remasks)
+    model(cora.graph, cora.x, teacher, mask, remasks)
     expected = cora.num_nodes if where == "all" else mask.keep_nodes.numel()
     assert len(targets) == 1 and targets[0].shape == (expected, cfg.model.num_hidden)
 
@@ -44,8 +44,8 @@ def test_sparse_and_dense_input_paths_agree(cora):
     teacher = EMATeacher(model.ema_source())
     mask, remasks = draw_masks(cfg, 0, 0, cora.num_nodes)
     with torch.no_grad():
-        dense = model(cora.graph, cora.x, teacher.module, mask, remasks, sparse_input=False)
-        sparse = model(cora.graph, cora.x, teacher.module, mask, remasks, sparse_input=True)
+        dense = model(cora.graph, cora.x, teacher, mask, remasks, sparse_input=False)
+        sparse = model(cora.graph, cora.x, teacher, mask, remasks, sparse_input=True)
     for k in dense:
         assert torch.allclose(dense[k], sparse[k], atol=1e-5), k
 
@@ -66,7 +66,7 @@ def test_fast_decode_matches_a_dense_decode_per_view(cora, remask, decoder, late
     for fast in (True, False):
         model.fast_decode = fast
         model.zero_grad(set_to_none=True)
-        out = model(cora.graph, cora.x, teacher.module, mask, remasks, latent_nodes=latent_nodes)
+        out = model(cora.graph, cora.x, teacher, mask, remasks, latent_nodes=latent_nodes)
         out["loss"].backward()
         results.append((out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
     (fast_out, fast_grad), (dense_out, dense_grad) = results
@@ -87,9 +87,9 @@ def test_bf16_autocast_loss_is_close_to_fp32(cora, remask):
     model = build_model(cfg, cora.num_features, 0).eval()
     teacher = EMATeacher(model.ema_source())
     mask, remasks = draw_masks(cfg, 0, 0, cora.num_nodes)
-    fp32 = model(cora.graph, cora.x, teacher.module, mask, remasks, sparse_input=True)
+    fp32 = model(cora.graph, cora.x, teacher, mask, remasks, sparse_input=True)
     with autocast(cfg, torch.device("cpu")):
-        bf16 = model(cora.graph, cora.x, teacher.module, mask, remasks, sparse_input=True)
+        bf16 = model(cora.graph, cora.x, teacher, mask, remasks, sparse_input=True)
     for k in fp32:
         assert bf16[k].dtype == torch.float32
         assert torch.allclose(bf16[k], fp32[k], rtol=0.02, atol=1e-3), (k, bf16[k], fp32[k])
@@ -101,7 +101,7 @@ def test_fixed_remask_and_no_latent_branch_run(cora):
     cfg = small_cfg(**{"model.remask_method": "fixed", "model.lam": 0})
     model = build_model(cfg, cora.num_features, 0)
     teacher = EMATeacher(model.ema_source())
-    out = model(cora.graph, cora.x, teacher.module, *draw_masks(cfg, 0, 0, cora.num_nodes))
+    out = model(cora.graph, cora.x, teacher, *draw_masks(cfg, 0, 0, cora.num_nodes))
     assert float(out["latent"]) == 0.0 and torch.isfinite(out["rec"])
     out["loss"].backward()
     assert model.dec_mask_token.grad is None or float(model.dec_mask_token.grad.abs().sum()) == 0.0
@@ -119,7 +119,7 @@ def test_teacher_dropout_sets_the_teachers_mode_during_steps_only(cora, teacher_
     original = model_module.GraphMAE2.forward
 
     def spy(self, graph, x, teacher, *args, **kwargs):
-        modes.append(teacher.training)
+        modes.append(teacher.module.training)
         return original(self, graph, x, teacher, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as mp:
@@ -176,7 +176,7 @@ def test_every_encoder_decoder_pair_trains_a_step(cora, encoder, decoder):
     cfg = small_cfg(**{"model.encoder": encoder, "model.decoder": decoder})
     model = build_model(cfg, cora.num_features, 0)
     teacher = EMATeacher(model.ema_source())
-    out = model(cora.graph, cora.x, teacher.module, *draw_masks(cfg, 0, 0, cora.num_nodes), sparse_input=True)
+    out = model(cora.graph, cora.x, teacher, *draw_masks(cfg, 0, 0, cora.num_nodes), sparse_input=True)
     out["loss"].backward()
     assert torch.isfinite(out["loss"]) and model.encoder_to_decoder.weight.grad is not None
 
@@ -184,7 +184,7 @@ def test_every_encoder_decoder_pair_trains_a_step(cora, encoder, decoder):
 def test_decoder_with_several_heads_reconstructs_in_feature_space(cora):
     cfg = small_cfg(**{"model.num_out_heads": 2})
     model = build_model(cfg, cora.num_features, 0)
-    out = model(cora.graph, cora.x, EMATeacher(model.ema_source()).module,
+    out = model(cora.graph, cora.x, EMATeacher(model.ema_source()),
                 *draw_masks(cfg, 0, 0, cora.num_nodes), sparse_input=True)
     assert torch.isfinite(out["loss"])
 

@@ -6,9 +6,9 @@
 (2708, 1433, 7)
 """
 from .download import PLANETOID_URL, DownloadError, fetch_planetoid
-from .loader import KNOWN_DATASETS, load_dataset
+from .loader import KNOWN_DATASETS, feature_matrix, load_data, load_dataset
 from .node_dataset import NodeDataset
 from .planetoid import read_planetoid_raw
 
-__all__ = ["KNOWN_DATASETS", "PLANETOID_URL", "DownloadError", "NodeDataset", "fetch_planetoid",
-           "load_dataset", "read_planetoid_raw"]
+__all__ = ["KNOWN_DATASETS", "PLANETOID_URL", "DownloadError", "NodeDataset", "feature_matrix",
+           "fetch_planetoid", "load_data", "load_dataset", "read_planetoid_raw"]

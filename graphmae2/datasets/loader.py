@@ -1,22 +1,30 @@
-"""``load_dataset``: dataset name in, validated :class:`NodeDataset` out.
+"""The data stage's entry points: a name or a ``data`` config in, a :class:`NodeDataset` out.
 
-Cora and CiteSeer come from the ``.npz`` files shipped in the package (no network, no
-scipy); PubMed is downloaded on first use (see :mod:`graphmae2.datasets.download`).
+``load_dataset`` knows the Planetoid graphs: Cora and CiteSeer come from the ``.npz``
+files shipped in the package (no network, no scipy); PubMed is downloaded on first use
+(see :mod:`graphmae2.datasets.download`). ``load_data`` takes the whole ``data`` config
+and is what training, sweeps, embedding export and benchmarks call: Planetoid, the
+synthetic graph, or OGB raw files, with ``data.feature_norm`` applied.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
-from typing import Dict, Union
+from typing import TYPE_CHECKING, Any, Dict, Optional, Union
 
 import numpy as np
 
 from .download import fetch_planetoid
+from .features import RowNormalized, normalize_features
 from .node_dataset import NodeDataset
 from .packaged import PACKAGED, load_packaged
 from .planetoid import read_planetoid_raw
 
-__all__ = ["KNOWN_DATASETS", "load_dataset"]
+if TYPE_CHECKING:
+    from ..config import DataConfig
+
+__all__ = ["KNOWN_DATASETS", "feature_matrix", "load_data", "load_dataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,3 +59,41 @@ def load_dataset(name: str, root: Union[str, Path, None] = None,
         self_loops=self_loops)
     logger.info("loaded %r", dataset)
     return dataset
+
+
+def load_data(cfg: "DataConfig", source: Optional[NodeDataset] = None) -> NodeDataset:
+    """The training dataset: ``source`` when given, else the one ``data.dataset`` names,
+    with its features scaled by ``data.feature_norm`` (exactly once: pass unscaled data).
+
+    ``data.dataset`` is a Planetoid name (shipped or downloaded), ``synthetic`` (sized by
+    ``data.synthetic_*``) or ``ogbn-*`` (raw OGB files under ``data.root``).
+    """
+    if source is not None:
+        data = source
+    elif cfg.dataset == "synthetic":
+        from .synthetic import synthetic_graph
+
+        data = synthetic_graph(cfg.synthetic_nodes, cfg.synthetic_edges, num_features=cfg.synthetic_features)
+    elif cfg.dataset.startswith("ogbn-"):
+        from .ogb import load_ogb_raw
+
+        if cfg.root is None:
+            raise ValueError(f"data.dataset={cfg.dataset}: set data.root to the directory holding the "
+                             f"downloaded OGB files")
+        data = load_ogb_raw(cfg.dataset, cfg.root)
+    else:
+        data = load_dataset(cfg.dataset, root=cfg.root)
+    return dataclasses.replace(data, x=normalize_features(data.x, cfg.feature_norm))
+
+
+def feature_matrix(cfg: "DataConfig", data: NodeDataset) -> Any:
+    """The feature rows mini-batches read: ``data.features`` memory-mapped (rows scaled
+    when read, for ``data.feature_norm: row``) when set, else ``data.x`` (already scaled
+    by :func:`load_data`)."""
+    if cfg.features is None:
+        return data.x
+    feats = np.load(cfg.features, mmap_mode="r")
+    if feats.ndim != 2 or feats.shape[0] != data.num_nodes:
+        raise ValueError(f"data.features={cfg.features}: shape {feats.shape}, expected "
+                         f"({data.num_nodes}, num_features)")
+    return RowNormalized(feats) if cfg.feature_norm == "row" else feats
