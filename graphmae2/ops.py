@@ -335,7 +335,7 @@ class SparseRows:
         if not (training and p > 0):
             return out + self.token_rows * (self.token @ weight).to(out.dtype)
         rows = self.token_rows.view(-1).nonzero().view(-1)
-        tokens = dropout_(self.token.expand(rows.numel(), -1), p) @ weight  # bfloat16 under autocast
+        tokens = training_dropout(self.token.expand(rows.numel(), -1), p) @ weight  # bfloat16 under autocast
         return out.index_add(0, rows, tokens.to(out.dtype))
 
     @float32_island
@@ -372,7 +372,7 @@ class KeptRows:
         return out.index_copy(0, self.rows, self.values)
 
 
-def dropout_(x: Tensor, p: float) -> Tensor:
+def training_dropout(x: Tensor, p: float) -> Tensor:
     """Training-mode dropout: zero each entry with probability ``p``, scale the rest by
     ``1 / (1 - p)``.
 
@@ -387,8 +387,8 @@ def dropout_(x: Tensor, p: float) -> Tensor:
 
 
 def dropout(x: Tensor, p: float, training: bool) -> Tensor:
-    """:func:`dropout_` when ``training``, else ``x``."""
-    return dropout_(x, p) if training else x
+    """:func:`training_dropout` when ``training``, else ``x``."""
+    return training_dropout(x, p) if training else x
 
 
 

@@ -36,3 +36,23 @@ def tiny_overrides(**extra):
              "eval.max_epoch": 20}
     items.update(extra)
     return [f"{k}={v}" for k, v in items.items()]
+
+
+def fail_forward_from(monkeypatch, first, error=None):
+    """``GraphMAE2.forward`` calls after the ``first`` ones give a NaN latent loss, or raise ``error``."""
+    from graphmae2.model import GraphMAE2
+
+    real = GraphMAE2.forward
+    calls = {"n": 0}
+
+    def forward(self, *args, **kwargs):
+        out = real(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] > first:
+            if error is not None:
+                raise error
+            out["latent"] = out["latent"] * float("nan")
+            out["loss"] = out["rec"] + out["latent"]
+        return out
+
+    monkeypatch.setattr(GraphMAE2, "forward", forward)

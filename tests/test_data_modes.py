@@ -16,7 +16,8 @@ from graphmae2.config import load_config
 from graphmae2.datasets import load_data
 from graphmae2.experiment import run_seed
 from graphmae2.manifest import compare_runs, read_manifest
-from graphmae2.model import GraphMAE2
+
+from conftest import fail_forward_from
 
 CPU = torch.device("cpu")
 MODES = ("fullbatch", "minibatch")
@@ -33,25 +34,6 @@ def overrides(mode, root, **extra):
 
 def config(mode, root, **extra):
     return load_config("synthetic-small.yaml", overrides(mode, root, **extra))
-
-
-def fail_from_call(monkeypatch, first, error=None):
-    """Forward passes from the ``first``-th (0-based) on give a NaN latent loss, or raise ``error``."""
-    real = GraphMAE2.forward
-    calls = {"n": 0}
-
-    def forward(self, *args, **kwargs):
-        out = real(self, *args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] > first:
-            if error is not None:
-                raise error
-            out["latent"] = out["latent"] * float("nan")
-            out["loss"] = out["rec"] + out["latent"]
-        return out
-
-    monkeypatch.setattr(GraphMAE2, "forward", forward)
-    return calls
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -73,14 +55,14 @@ def test_on_nan_skip_goes_on_and_stop_raises_in_both_modes(mode, tmp_path, monke
     data = load_data(cfg.data)
     source = build_source(cfg, data, CPU)
     steps = source.steps_per_epoch
-    fail_from_call(monkeypatch, steps)  # every step of epoch 1 is non-finite
+    fail_forward_from(monkeypatch, steps)  # every step of epoch 1 is non-finite
     result = trainer.pretrain(cfg, source, 0, CPU, progress=False)
     assert np.isfinite(result.losses[0]) and np.isnan(result.losses[1])
     # skipped steps leave the parameters as they were after epoch 0: still finite
     assert all(torch.isfinite(p).all() for p in result.model.parameters())
     cfg.train.on_nan = "stop"
     monkeypatch.undo()
-    fail_from_call(monkeypatch, steps)
+    fail_forward_from(monkeypatch, steps)
     with pytest.raises(trainer.NonFiniteLossError, match=rf"non-finite loss at epoch 1 step {steps} \(seed 0\)"):
         trainer.pretrain(cfg, source, 0, CPU, tmp_path / "ckpt", progress=False)
 
@@ -118,7 +100,7 @@ def test_resume_after_a_crash_compares_identical_in_both_modes(mode, tmp_path, m
     full, crash = tmp_path / "full", tmp_path / "crash"
     trainer.pretrain(cfg, source, 0, CPU, full, progress=False)
     mid_epoch_1 = source.steps_per_epoch + source.steps_per_epoch // 2  # full batch: its one step
-    fail_from_call(monkeypatch, mid_epoch_1, KeyboardInterrupt("simulated crash"))
+    fail_forward_from(monkeypatch, mid_epoch_1, KeyboardInterrupt("simulated crash"))
     with pytest.raises(KeyboardInterrupt):
         trainer.pretrain(cfg, source, 0, CPU, crash, progress=False)
     assert torch.load(crash / "checkpoint.pt", weights_only=True)["epoch"] == 1

@@ -8,27 +8,15 @@ import graphmae2.checkpoint as checkpoint
 import graphmae2.experiment as experiment
 from graphmae2.cli import main
 from graphmae2.config import load_config
-from graphmae2.model import GraphMAE2
 from graphmae2.trainer import NonFiniteLossError, pretrain
 
-from conftest import tiny_overrides
+from conftest import fail_forward_from, tiny_overrides
 
 CPU = torch.device("cpu")
 
 
 def nan_from_epoch(monkeypatch, epoch):
-    real = GraphMAE2.forward
-    calls = {"n": 0}
-
-    def forward(self, *args, **kwargs):
-        out = real(self, *args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] > epoch:
-            out["latent"] = out["latent"] * float("nan")
-            out["loss"] = out["rec"] + out["latent"]
-        return out
-
-    monkeypatch.setattr(GraphMAE2, "forward", forward)
+    fail_forward_from(monkeypatch, epoch)
 
 
 def test_nan_loss_stops_naming_epoch_and_part_and_keeps_checkpoint(cora, tmp_path, monkeypatch):
