@@ -10,7 +10,6 @@ import graphmae2
 from graphmae2.cli import main
 from graphmae2.config import Config, load_config
 from graphmae2.datasets import NodeDataset, load_data, read_data, read_graph_file
-from graphmae2.evaluation import check_evaluable
 from graphmae2.model import GraphMAE2
 from graphmae2.pretrained import PretrainedEncoder
 
@@ -35,7 +34,6 @@ def test_from_arrays_without_labels_gives_an_unlabelled_dataset():
     data = NodeDataset.from_arrays(a["x"], a["edge_index"])
     assert data.y is None and data.num_classes is None and not data.has_labels and not data.has_splits
     assert (data.num_nodes, data.graph.num_edges) == (12, 2 * 12 + 12)  # both directions + self-loops
-    assert check_evaluable(data, "linear") is False
 
 
 def test_from_arrays_takes_edge_index_or_a_src_dst_pair_alike():
@@ -45,7 +43,7 @@ def test_from_arrays_takes_edge_index_or_a_src_dst_pair_alike():
     two = NodeDataset.from_arrays(a["x"], (a["edge_index"][0], a["edge_index"][1]), y=a["y"][:, None],
                                   train_mask=a["train_mask"], val_mask=a["val_mask"], test_mask=a["test_mask"])
     assert one.graph.digest() == two.graph.digest() and torch.equal(one.y, two.y)
-    assert one.num_classes == 2 and check_evaluable(one, "linear") is True
+    assert one.num_classes == 2 and one.has_labels and one.has_splits
 
 
 def test_edge_to_a_node_beyond_the_feature_rows_names_the_node_count():
@@ -74,13 +72,11 @@ def test_some_masks_but_not_all_are_refused():
         NodeDataset.from_arrays(a["x"], a["edge_index"], y=a["y"], train_mask=a["train_mask"])
 
 
-def test_labels_without_splits_fail_for_the_probe_but_not_for_clustering():
+def test_labels_without_splits_are_refused_naming_what_is_missing():
     a = ring()
-    data = NodeDataset.from_arrays(a["x"], a["edge_index"], y=a["y"], name="mine")
-    assert check_evaluable(data, "cluster") is True
-    with pytest.raises(ValueError, match=r"dataset 'mine' has labels y but no train_mask/val_mask/test_mask, "
-                                         r"and eval.mode=linear needs all three"):
-        check_evaluable(data, "linear")
+    with pytest.raises(ValueError, match=r"dataset 'mine': labels y given without train_mask, val_mask and "
+                                         r"test_mask; give all three \(\[12\] bool\) to evaluate, or drop y"):
+        NodeDataset.from_arrays(a["x"], a["edge_index"], y=a["y"], name="mine")
 
 
 def test_integer_features_are_refused():
@@ -115,6 +111,7 @@ def test_pt_file_of_a_dict_of_tensors_equals_the_npz(tmp_path):
     (lambda a: a.update(src=a["edge_index"][0]), "give the edges once"),
     (lambda a: a.update(src=a.pop("edge_index")[0]), "src without dst; give both"),
     (lambda a: a.pop("val_mask"), "train_mask, test_mask given but not val_mask"),
+    (lambda a: [a.pop(k) for k in ("train_mask", "val_mask", "test_mask")], "labels y given without train_mask"),
 ])
 def test_bad_npz_file_gives_a_one_line_error_naming_the_file(tmp_path, change, message):
     a = ring()

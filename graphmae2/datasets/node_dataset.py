@@ -4,7 +4,7 @@ It is the single object the rest of graphmae2 receives from the data stage, and 
 checked on construction so that a bad dataset fails here, with the offending count and
 index, instead of as a NaN loss or an index error deep inside training. Labels and the
 train/val/test masks are optional: an unlabelled graph can still be pre-trained, it just
-cannot be evaluated (see :func:`graphmae2.evaluation.check_evaluable`).
+cannot be evaluated.
 """
 from __future__ import annotations
 
@@ -44,8 +44,11 @@ class NodeDataset:
         x: ``[N, F]`` float32 node features.
         y: ``[N]`` int64 labels in ``[0, num_classes)``, or ``None`` (unlabelled graph).
         train_mask, val_mask, test_mask: ``[N]`` bool, non-empty and pairwise disjoint;
-            all three or none (default: none). They need ``y``.
+            given exactly when ``y`` is (default: none).
         num_classes: number of label classes (``None`` without labels).
+
+    Labels come with their split: ``y`` without the three masks is refused, since nothing
+    could evaluate against it. An unlabelled dataset (no ``y``, no masks) pre-trains only.
     """
 
     name: str
@@ -100,11 +103,12 @@ class NodeDataset:
             return
         self._validate_labels(n, where)
         if not given:
-            return
+            raise ValueError(f"{where}: labels y given without train_mask, val_mask and test_mask; "
+                             f"give all three ([{n}] bool) to evaluate, or drop y to pre-train only")
         missing = [key for key in _SPLITS if key not in given]
         if missing:
             raise ValueError(f"{where}: {', '.join(given)} given but not {', '.join(missing)}; give "
-                             f"train_mask, val_mask and test_mask together, or none to skip evaluation")
+                             f"train_mask, val_mask and test_mask together")
         for key in _SPLITS:
             mask = getattr(self, key)
             if mask.shape != (n,) or mask.dtype != torch.bool:
@@ -146,8 +150,8 @@ class NodeDataset:
                 self-loops are dropped and, when ``self_loops`` is true (the default),
                 exactly one per node is added back, as GraphMAE2 trains.
             y: ``[N]`` integer labels (``[N, 1]`` is flattened), or ``None``.
-            train_mask, val_mask, test_mask: ``[N]`` bool, all three or none. They must
-                already be bool: an index array would be misread as a mask.
+            train_mask, val_mask, test_mask: ``[N]`` bool, all three exactly when ``y``
+                is given. They must already be bool: an index array would be misread as a mask.
             num_classes: default ``max(y) + 1``.
             num_nodes: default the rows of ``x``.
             name: used in error messages and run directories.

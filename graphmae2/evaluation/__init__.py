@@ -8,10 +8,8 @@ from .cluster import cluster
 from .finetune import finetune
 from .linear import linear_probe
 from .selection import BestValidation, ProbeResult
-from .splits import check_evaluable
 
 #: Evaluation modes, in the order the config lists them.
 EVAL_MODES = ("linear", "finetune", "cluster")
 
-__all__ = ["EVAL_MODES", "BestValidation", "ProbeResult", "check_evaluable", "cluster", "finetune",
-           "linear_probe"]
+__all__ = ["EVAL_MODES", "BestValidation", "ProbeResult", "cluster", "finetune", "linear_probe"]

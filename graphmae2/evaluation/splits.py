@@ -5,7 +5,7 @@ with a message naming the value rather than as a silent chance-level score.
 """
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Tuple
 
 import torch
 from torch import Tensor
@@ -81,19 +81,3 @@ def correct_count(logits: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
     Returned as a tensor so a loop over epochs need not synchronise with the device.
     """
     return (logits[mask].argmax(dim=1) == labels[mask]).sum()
-
-
-def check_evaluable(data: Any, mode: str) -> bool:
-    """Whether ``data`` (a :class:`~graphmae2.datasets.NodeDataset`) can be evaluated with
-    ``eval.mode`` ``mode``: ``False`` for an unlabelled graph (pre-train only, no probe).
-
-    Raises a one-line ``ValueError`` when it has labels but ``mode`` needs the train/val/test
-    masks it lacks, so a forgotten split fails before training instead of being skipped.
-    """
-    if data.y is None:
-        return False
-    if mode != "cluster" and data.train_mask is None:
-        raise ValueError(f"dataset {data.name!r} has labels y but no train_mask/val_mask/test_mask, and "
-                         f"eval.mode={mode} needs all three ([num_nodes] bool); add them, use "
-                         f"eval.mode=cluster (labels only), or drop y to pre-train without evaluation")
-    return True
