@@ -70,11 +70,16 @@ def read_data(cfg: "DataConfig") -> NodeDataset:
 
     ``data.dataset`` is a Planetoid name (shipped or downloaded), ``synthetic`` (sized by
     ``data.synthetic_*``), ``ogbn-*`` (raw OGB files under ``data.root``) or ``npz``
-    (your graph in ``data.path``: see :mod:`graphmae2.datasets.graph_file`).
+    (your graph in ``data.path``: see :mod:`graphmae2.datasets.graph_file`); ``custom``
+    (a graph passed from Python) cannot be loaded by name.
     """
     if cfg.dataset != "npz" and cfg.path is not None:
         raise ValueError(f"data.path={cfg.path} is read only with data.dataset=npz, "
                          f"not data.dataset={cfg.dataset}; set data.dataset=npz or drop data.path")
+    if cfg.dataset == "custom":
+        raise ValueError("data.dataset=custom records a graph handed to graphmae2.pretrain from Python; "
+                         "there is nothing to load by name: pass the graph again, or save it and use "
+                         "data.dataset=npz with data.path")
     if cfg.dataset == "npz":
         from .graph_file import read_graph_file
 
