@@ -156,15 +156,16 @@ def pretrain(data: Any = None, config: Union[str, os.PathLike, Config, None] = "
         encoder = PretrainedEncoder(run.pretrained.model.encoder, cfg).eval()
         result.seeds.append(SeedResult(seed, encoder, run.pretrained.teacher, run.pretrained.losses,
                                        run.pretrained.monitor, run.scores))
-    per_seed = {str(r.seed): r.scores for r in result.seeds}
+    summary = summarize({str(r.seed): r.scores for r in result.seeds}, cfg.eval.mode)
     if dataset.has_labels:
-        result.metrics = summarize(per_seed, cfg.eval.mode)
+        result.metrics = summary
     else:
         result.note = f"dataset {dataset.name!r} has no labels: pre-trained only, eval.mode={cfg.eval.mode} skipped"
         _logger.info(result.note)
     if run_dir is not None:
-        metrics = dict(result.metrics or {"seeds": per_seed, "note": result.note})
-        metrics["dataset"] = cfg.data.dataset
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        summary["dataset"] = cfg.data.dataset
+        if result.note:
+            summary["note"] = result.note
+        (run_dir / "metrics.json").write_text(json.dumps(summary, indent=1))
         shutil.copyfile(run_dir / f"seed-{cfg.train.seeds[-1]}" / "checkpoint.pt", run_dir / "checkpoint.pt")
     return result

@@ -178,3 +178,14 @@ def test_features_for_the_wrong_node_count_name_both_counts(encoder, cora):
 
 def test_embed_takes_a_dataset_and_its_features(encoder, cora):
     assert torch.equal(graphmae2.embed(encoder, cora), graphmae2.embed(encoder, cora.graph, cora.x))
+
+
+def test_cli_trains_an_npz_graph_in_minibatch_mode(tmp_path, capsys):
+    a = ring(n=60, f=8)
+    np.savez(tmp_path / "g.npz", **a)
+    assert main(["--config", "cora.yaml", "--out", str(tmp_path / "runs"), "--quiet", "--set",
+                 *tiny_overrides(**{"data.dataset": "npz", "data.path": str(tmp_path / "g.npz"),
+                                    "data.mode": "minibatch", "data.batch_size": 16, "data.ego_k": 8,
+                                    "data.root": str(tmp_path / "cache"), "model.num_hidden": 8,
+                                    "model.projector_hidden": 8, "train.max_epoch": 2})]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("test_acc: ")
