@@ -1,4 +1,4 @@
-"""Using a pre-trained encoder in your own code: load it, embed nodes."""
+"""Using a pre-trained encoder in your own code: load it, embed nodes (of any graph form)."""
 from __future__ import annotations
 
 import logging
@@ -10,9 +10,9 @@ from torch import Tensor, nn
 
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import Config, ConfigError
-from .datasets.features import normalize_features
 from .datasets import NodeDataset
 from .datasets.convert import DGL_FEATURE_KEYS
+from .datasets.features import normalize_features
 from .graph import Graph, is_dgl_graph, is_pyg_data
 from .model import GraphMAE2
 
@@ -58,10 +58,11 @@ class PretrainedEncoder(nn.Module):
     """The encoder of a GraphMAE2 checkpoint, with the config it was trained with.
 
     ``encoder(graph, x) -> [num_nodes, out_dim]``; ``graph`` may be a
-    :class:`~graphmae2.Graph` or a ``dgl.DGLGraph``; ``x`` holds raw features (they are
-    scaled with the checkpoint's ``data.feature_norm`` here). GraphMAE2 trains with one
-    self-loop per node, so give the graph self-loops (``Graph.add_self_loops``) as the
-    datasets do.
+    :class:`~graphmae2.Graph`, a ``NodeDataset``, a ``dgl.DGLGraph`` or a PyG ``Data``
+    (``x`` defaults to its features); ``x`` holds raw features (they are scaled with the
+    checkpoint's ``data.feature_norm`` here). Features of the wrong width or row count
+    are refused in one line. GraphMAE2 trains with one self-loop per node, so give the
+    graph self-loops (``Graph.add_self_loops``) as the datasets do.
     """
 
     def __init__(self, encoder: nn.Module, config: Config) -> None:
@@ -120,8 +121,6 @@ def embed(encoder: nn.Module, graph: Any, x: Optional[Tensor] = None) -> Tensor:
     without ``x``, its own features are used.
     """
     graph, x = graph_and_features(graph, x)
-    if isinstance(encoder, PretrainedEncoder):
-        encoder.check_input(graph, x)
     was_training = encoder.training
     encoder.eval()
     try:
