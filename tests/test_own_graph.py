@@ -189,3 +189,20 @@ def test_cli_trains_an_npz_graph_in_minibatch_mode(tmp_path, capsys):
                                     "data.root": str(tmp_path / "cache"), "model.num_hidden": 8,
                                     "model.projector_hidden": 8, "train.max_epoch": 2})]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("test_acc: ")
+
+
+def test_cli_pretrains_an_unlabelled_npz_graph_and_exports_its_embeddings(tmp_path, capsys):
+    a = ring(n=60, f=8)
+    np.savez(tmp_path / "u.npz", x=a["x"], edge_index=a["edge_index"])
+    out = tmp_path / "runs"
+    assert main(["--config", "cora.yaml", "--out", str(out), "--quiet", "--set",
+                 *tiny_overrides(**{"data.dataset": "npz", "data.path": str(tmp_path / "u.npz"),
+                                    "model.num_hidden": 8, "model.projector_hidden": 8})]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("no evaluation: ")
+    run = next(out.iterdir())
+    assert main(["--embed", "--checkpoint", str(run), "--output", str(tmp_path / "emb.npy")]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote (60, 8) embeddings to {tmp_path / 'emb.npy'}"
+    z = np.load(tmp_path / "emb.npy")
+    assert z.shape == (60, 8) and not (tmp_path / "labels.npy").exists()
+    data = read_graph_file(tmp_path / "u.npz")
+    assert np.array_equal(z, graphmae2.embed(graphmae2.load_encoder(run), data).numpy())

@@ -223,17 +223,3 @@ def test_embed_warns_when_a_pyg_graph_lacks_self_loops(cora, caplog):
         embed(encoder, planetoid_cora())
     assert "2708 of 2708 nodes have no self-loop" in caplog.text
 
-
-def test_pretraining_on_pyg_cora_equals_the_packaged_cora_bitwise():
-    """Same seed, same tiny config: identical loss trace and final parameter digests."""
-    from graphmae2.config import load_config
-    from graphmae2.manifest import state_digests
-    from graphmae2.trainer import pretrain
-
-    cfg = load_config("cora.yaml", ["model.num_hidden=16", "model.num_heads=2", "model.projector_hidden=8",
-                                    "train.max_epoch=2", "train.precision=fp32"])
-    runs = [pretrain(cfg, load_data(cfg.data, source=source), 0, torch.device("cpu"), progress=False)
-            for source in (None, planetoid_cora())]
-    assert runs[0].losses == runs[1].losses
-    assert state_digests(runs[0].model) == state_digests(runs[1].model)
-    assert state_digests(runs[0].teacher.module) == state_digests(runs[1].teacher.module)
