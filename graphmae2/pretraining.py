@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
+from .batches import build_source
 from .config import Config, load_config, set_value, to_yaml
 from .datasets import NodeDataset, load_data
 from .devices import resolve_device
@@ -91,10 +92,16 @@ class Pretrained:
     @torch.no_grad()
     def embed(self) -> Tensor:
         """Embeddings of every training node from :attr:`encoder`, on the CPU: the graph and
-        (already scaled) features it trained on, so no second scaling."""
+        (already scaled) features it trained on, so no second scaling. One full-graph
+        forward, also in ``data.mode: minibatch`` (whose probe embeds ego-graph by ego-graph)."""
         inner = self.encoder.encoder
         device = next(inner.parameters()).device
-        return inner(self.data.graph.to(device), self.data.x.to(device)).cpu()
+        was_training = inner.training
+        inner.eval()
+        try:
+            return inner(self.data.graph.to(device), self.data.x.to(device)).cpu()
+        finally:
+            inner.train(was_training)
 
 
 def _config(config: Union[str, os.PathLike, Config, None], overrides: Sequence[str],
@@ -150,9 +157,10 @@ def pretrain(data: Any = None, config: Union[str, os.PathLike, Config, None] = "
         run_dir = new_run_dir(Path(out), dataset.name, force=force)
         (run_dir / "config.yaml").write_text(to_yaml(cfg))
     result = Pretrained(config=cfg, data=dataset, run_dir=run_dir)
+    source = build_source(cfg, dataset, device)  # ego-graphs once for every seed, as run_experiment
     for seed in cfg.train.seeds:
         seed_dir = run_dir / f"seed-{seed}" if run_dir is not None else None
-        run = run_seed(cfg, dataset, seed, device, seed_dir, progress=progress)
+        run = run_seed(cfg, dataset, seed, device, seed_dir, progress=progress, source=source)
         encoder = PretrainedEncoder(run.pretrained.model.encoder, cfg).eval()
         result.seeds.append(SeedResult(seed, encoder, run.pretrained.teacher, run.pretrained.losses,
                                        run.pretrained.monitor, run.scores))

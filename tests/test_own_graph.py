@@ -206,3 +206,14 @@ def test_cli_pretrains_an_unlabelled_npz_graph_and_exports_its_embeddings(tmp_pa
     assert z.shape == (60, 8) and not (tmp_path / "labels.npy").exists()
     data = read_graph_file(tmp_path / "u.npz")
     assert np.array_equal(z, graphmae2.embed(graphmae2.load_encoder(run), data).numpy())
+
+
+def test_cli_sweeps_over_an_npz_graph(tmp_path, capsys):
+    a = ring(n=60, f=8)
+    np.savez(tmp_path / "g.npz", **a)
+    assert main(["--config", "cora.yaml", "--out", str(tmp_path / "sweeps"), "--quiet",
+                 "--sweep", "train.lr=0.001,0.01", "--set",
+                 *tiny_overrides(**{"data.dataset": "npz", "data.path": str(tmp_path / "g.npz"),
+                                    "model.num_hidden": 8, "model.projector_hidden": 8, "train.max_epoch": 2})]) == 0
+    out = capsys.readouterr().out
+    assert "sweep: 2 points x 1 seeds" in out and next((tmp_path / "sweeps").iterdir()).name.startswith("npz-sweep-")

@@ -112,3 +112,9 @@ def test_own_graph_example_runs_on_a_small_generated_graph(extra):
     lines = proc.stdout.strip().splitlines()
     assert "has no labels: pre-trained only" in lines[0]
     assert lines[-1].startswith("test_acc: ") and "16-d embeddings" in lines[-1]
+
+
+def test_pretrain_runs_minibatch_mode_on_an_own_graph(tmp_path):
+    result = graphmae2.pretrain(community_graph(), device="cpu", overrides=[
+        *TINY, "data.mode=minibatch", "data.batch_size=16", "data.ego_k=8", f"data.root={tmp_path}"])
+    assert len(result.losses) == 2 and 0.0 <= result.metrics["test_acc_mean"] <= 1.0
