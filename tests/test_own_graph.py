@@ -1,6 +1,7 @@
 """Your own graph: NodeDataset from arrays (labels optional), data.dataset=npz files, and the
 one-line errors for features, node counts and splits that do not fit."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -217,3 +218,14 @@ def test_cli_sweeps_over_an_npz_graph(tmp_path, capsys):
                                     "model.num_hidden": 8, "model.projector_hidden": 8, "train.max_epoch": 2})]) == 0
     out = capsys.readouterr().out
     assert "sweep: 2 points x 1 seeds" in out and next((tmp_path / "sweeps").iterdir()).name.startswith("npz-sweep-")
+
+
+def test_readme_five_line_example_writes_a_graph_file_that_loads(tmp_path, monkeypatch):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("**3. From a file.**"):]
+    code = section[section.index("```python") + len("```python"):section.index("```\n", section.index("```python") + 9)]
+    assert len(code.strip().splitlines()) == 5
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})  # noqa: S102 - our own README, run to check it
+    data = read_graph_file(tmp_path / "my_graph.npz")
+    assert (data.num_nodes, data.num_features, data.num_classes) == (100, 16, 3) and data.has_splits
