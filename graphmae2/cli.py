@@ -192,9 +192,12 @@ def _embed(args: argparse.Namespace) -> int:
         np.save(out, z.numpy())
     else:
         torch.save(z, out)
-    labels = out.with_name("labels.npy")
-    np.save(labels, data.y.numpy())
-    print(f"wrote {tuple(z.shape)} embeddings to {out} and labels to {labels}")
+    message = f"wrote {tuple(z.shape)} embeddings to {out}"
+    if data.y is not None:  # an unlabelled graph has none to write
+        labels = out.with_name("labels.npy")
+        np.save(labels, data.y.numpy())
+        message += f" and labels to {labels}"
+    print(message)
     return 0
 
 

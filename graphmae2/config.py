@@ -31,12 +31,17 @@ def _f(default: Any, help: str, *, choices: Optional[Sequence[Any]] = None,  # n
     return field(default=default, metadata=meta)
 
 
-DATASETS = ("cora", "citeseer", "pubmed", "synthetic", "ogbn-arxiv", "ogbn-products")
+DATASETS = ("cora", "citeseer", "pubmed", "synthetic", "ogbn-arxiv", "ogbn-products", "npz", "custom")
 
 
 @dataclass
 class DataConfig:
-    dataset: str = _f("cora", "dataset name (ogbn-*: raw OGB files under data.root)", choices=DATASETS)
+    dataset: str = _f("cora", "dataset name (ogbn-*: raw OGB files under data.root; npz: your own graph "
+                      "in data.path; custom: a graph handed to graphmae2.pretrain, recorded as such)",
+                      choices=DATASETS)
+    path: Optional[str] = _f(None, "your graph file for data.dataset=npz: a .npz of arrays (x, edge_index "
+                             "or src/dst, optional y and train/val/test masks) or a .pt of the same dict "
+                             "or of a PyG Data")
     root: Optional[str] = _f(None, "where downloaded datasets are cached (default ~/.cache/graphmae2)")
     mode: str = _f("fullbatch", "full graph per step, or batches of PPR ego-graphs",
                    choices=("fullbatch", "minibatch"))

@@ -8,7 +8,7 @@ bitwise repeatable (see :mod:`graphmae2.ops`).
 from __future__ import annotations
 
 import hashlib
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -27,6 +27,26 @@ def _check_index(name: str, t: Tensor, num_nodes: int) -> None:
         raise ValueError(
             f"{name} has {int(bad.sum())} node index(es) outside [0, {num_nodes}); "
             f"first at position {first}: {int(t[first])}")
+
+
+def is_pyg_data(obj: Any) -> bool:
+    """Whether ``obj`` is a PyTorch Geometric data object (checked without importing PyG)."""
+    return type(obj).__module__.startswith("torch_geometric.")
+
+
+def is_dgl_graph(obj: Any) -> bool:
+    """Whether ``obj`` is a ``dgl.DGLGraph`` (checked without importing DGL)."""
+    return type(obj).__module__.split(".")[0] == "dgl"
+
+
+def import_pyg_data() -> type:
+    """``torch_geometric.data.Data``, or an ImportError saying how to install PyG."""
+    try:
+        from torch_geometric.data import Data
+    except ImportError:
+        raise ImportError("this needs PyTorch Geometric, which graphmae2 does not install by "
+                          "default: pip install 'graphmae2[pyg]' (or torch-geometric)") from None
+    return Data
 
 
 def take_csr_rows(indptr: Tensor, rows: Tensor) -> Tuple[Tensor, Tensor]:
@@ -55,8 +75,8 @@ class Graph:
         num_src: number of source nodes when sources and destinations are different
             node sets (see :meth:`in_edges`); default ``num_nodes``.
 
-    Build one with :meth:`from_edges`, :meth:`from_edge_index` or :meth:`from_dgl`
-    rather than by hand; those validate the input once, so layers never need to.
+    Build one with :meth:`from_edges`, :meth:`from_edge_index`, :meth:`from_pyg` or
+    :meth:`from_dgl` rather than by hand; those validate the input once, so layers never need to.
     """
 
     def __init__(self, indptr: Tensor, indices: Tensor, num_nodes: int,
@@ -119,6 +139,32 @@ class Graph:
 
         src, dst = self.edges()
         return dgl.graph((src, dst), num_nodes=self.num_nodes)
+
+    @classmethod
+    def from_pyg(cls, data: Any) -> "Graph":
+        """Convert a homogeneous ``torch_geometric.data.Data`` from its ``edge_index`` and
+        ``num_nodes`` (every edge kept, duplicates included, as :meth:`from_dgl`).
+
+        Features, labels and masks are the dataset's business:
+        :func:`graphmae2.datasets.as_node_dataset` carries them.
+        """
+        kind = type(data).__name__
+        if kind != "Data":
+            hint = "; convert it with data.to_homogeneous()" if kind == "HeteroData" else ""
+            raise TypeError(f"Graph.from_pyg: expected a torch_geometric.data.Data, got {kind}{hint}")
+        if data.edge_index is None:
+            raise ValueError("Graph.from_pyg: the Data object has no edge_index (a SparseTensor "
+                             "adj_t is not read); store the edges as edge_index [2, num_edges]")
+        edge_index = data.edge_index.as_subclass(torch.Tensor)  # a plain tensor, not PyG's EdgeIndex
+        if edge_index.dim() != 2 or edge_index.shape[0] != 2:
+            raise ValueError(f"edge_index must have shape [2, num_edges], got {tuple(edge_index.shape)}")
+        return cls.from_edges(edge_index[0].cpu(), edge_index[1].cpu(), data.num_nodes, coalesce=False)
+
+    def to_pyg(self):  # noqa: ANN201 - torch_geometric is an optional import
+        """Return the same edges as a ``torch_geometric.data.Data`` holding ``edge_index``
+        (row 0 sources, row 1 targets, grouped by target) and ``num_nodes``."""
+        src, dst = self.edges()
+        return import_pyg_data()(edge_index=torch.stack([src, dst]), num_nodes=self.num_nodes)
 
     # --------------------------------------------------------------- properties
     @property

@@ -244,7 +244,7 @@ def _tiny(**overrides) -> NodeDataset:  # noqa: ANN003
     """4-node path graph, 3 features, 2 classes, one node per split (node 3 in none)."""
     args = dict(
         name="tiny", x=np.eye(4, 3, dtype=np.float32), y=np.array([0, 1, 0, 1]),
-        src=np.array([0, 1, 2]), dst=np.array([1, 2, 3]),
+        edges=(np.array([0, 1, 2]), np.array([1, 2, 3])),
         train_mask=np.array([True, False, False, False]),
         val_mask=np.array([False, True, False, False]),
         test_mask=np.array([False, False, True, False]), num_classes=2)

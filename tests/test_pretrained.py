@@ -25,10 +25,11 @@ def run_dir(tmp_path_factory):
 
 
 def test_public_api_is_exported_with_docstrings():
-    for name in ("GraphMAE2", "Graph", "load_dataset", "seed_everything", "load_encoder", "embed"):
+    for name in ("GraphMAE2", "Graph", "load_dataset", "seed_everything", "load_encoder", "embed",
+                 "pretrain", "Pretrained"):
         assert getattr(graphmae2, name).__doc__, name
     assert set(graphmae2.__all__) == {"GraphMAE2", "Graph", "load_dataset", "seed_everything",
-                                      "load_encoder", "embed"}
+                                      "load_encoder", "embed", "pretrain", "Pretrained"}
 
 
 def test_load_encoder_embeds_like_the_trained_model(run_dir, cora):

@@ -4,17 +4,21 @@
 files shipped in the package (no network, no scipy); PubMed is downloaded on first use
 (see :mod:`graphmae2.datasets.download`). ``load_data`` takes the whole ``data`` config
 and is what training, sweeps, embedding export and benchmarks call: Planetoid, the
-synthetic graph, or OGB raw files, with ``data.feature_norm`` applied.
+synthetic graph, OGB raw files, your own graph file (``data.dataset: npz``) or an object
+handed to it (a PyG ``Data``, a DGL graph, ...), with ``data.feature_norm`` applied.
+``read_data`` is the same without the scaling, for code that scales later (a loaded
+encoder scales its input itself).
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, Union
 
 import numpy as np
 
+from .convert import as_node_dataset
 from .download import fetch_planetoid
 from .features import RowNormalized, normalize_features
 from .node_dataset import NodeDataset
@@ -24,7 +28,7 @@ from .planetoid import read_planetoid_raw
 if TYPE_CHECKING:
     from ..config import DataConfig
 
-__all__ = ["KNOWN_DATASETS", "feature_matrix", "load_data", "load_dataset"]
+__all__ = ["KNOWN_DATASETS", "feature_matrix", "load_data", "load_dataset", "read_data"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,35 +58,58 @@ def load_dataset(name: str, root: Union[str, Path, None] = None,
                          f"{', '.join(KNOWN_DATASETS)} (names are case-insensitive)")
     arrays = _arrays(key, root)
     dataset = NodeDataset.from_arrays(
-        key, arrays["x"], arrays["y"], arrays["src"], arrays["dst"], arrays["train_mask"],
-        arrays["val_mask"], arrays["test_mask"], num_classes=int(arrays["num_classes"]),
-        self_loops=self_loops)
+        arrays["x"], (arrays["src"], arrays["dst"]), y=arrays["y"], train_mask=arrays["train_mask"],
+        val_mask=arrays["val_mask"], test_mask=arrays["test_mask"],
+        num_classes=int(arrays["num_classes"]), name=key, self_loops=self_loops)
     logger.info("loaded %r", dataset)
     return dataset
 
 
-def load_data(cfg: "DataConfig", source: Optional[NodeDataset] = None) -> NodeDataset:
-    """The training dataset: ``source`` when given, else the one ``data.dataset`` names,
-    with its features scaled by ``data.feature_norm`` (exactly once: pass unscaled data).
+def read_data(cfg: "DataConfig") -> NodeDataset:
+    """The dataset ``data.dataset`` names, features as stored (unscaled).
 
     ``data.dataset`` is a Planetoid name (shipped or downloaded), ``synthetic`` (sized by
-    ``data.synthetic_*``) or ``ogbn-*`` (raw OGB files under ``data.root``).
+    ``data.synthetic_*``), ``ogbn-*`` (raw OGB files under ``data.root``) or ``npz``
+    (your graph in ``data.path``: see :mod:`graphmae2.datasets.graph_file`); ``custom``
+    (a graph passed from Python) cannot be loaded by name.
     """
-    if source is not None:
-        data = source
-    elif cfg.dataset == "synthetic":
+    if cfg.dataset != "npz" and cfg.path is not None:
+        raise ValueError(f"data.path={cfg.path} is read only with data.dataset=npz, "
+                         f"not data.dataset={cfg.dataset}; set data.dataset=npz or drop data.path")
+    if cfg.dataset == "custom":
+        raise ValueError("data.dataset=custom records a graph handed to graphmae2.pretrain from Python; "
+                         "there is nothing to load by name: pass the graph again, or save it and use "
+                         "data.dataset=npz with data.path")
+    if cfg.dataset == "npz":
+        from .graph_file import read_graph_file
+
+        if cfg.path is None:
+            raise ValueError("data.dataset=npz: set data.path to your .npz or .pt graph file")
+        return read_graph_file(cfg.path)
+    if cfg.dataset == "synthetic":
         from .synthetic import synthetic_graph
 
-        data = synthetic_graph(cfg.synthetic_nodes, cfg.synthetic_edges, num_features=cfg.synthetic_features)
-    elif cfg.dataset.startswith("ogbn-"):
+        return synthetic_graph(cfg.synthetic_nodes, cfg.synthetic_edges, num_features=cfg.synthetic_features)
+    if cfg.dataset.startswith("ogbn-"):
         from .ogb import load_ogb_raw
 
         if cfg.root is None:
             raise ValueError(f"data.dataset={cfg.dataset}: set data.root to the directory holding the "
                              f"downloaded OGB files")
-        data = load_ogb_raw(cfg.dataset, cfg.root)
-    else:
-        data = load_dataset(cfg.dataset, root=cfg.root)
+        return load_ogb_raw(cfg.dataset, cfg.root)
+    return load_dataset(cfg.dataset, root=cfg.root)
+
+
+def load_data(cfg: "DataConfig", source: Any = None) -> NodeDataset:
+    """The training dataset: ``source`` when given, else the one ``data.dataset`` names
+    (:func:`read_data`), with its features scaled by ``data.feature_norm`` (exactly once:
+    pass unscaled data).
+
+    ``source`` is a :class:`NodeDataset` or anything
+    :func:`~graphmae2.datasets.as_node_dataset` converts: a PyG ``Data``, a DGL graph
+    with ``ndata["feat"]``, or a ``(graph, x)`` pair.
+    """
+    data = read_data(cfg) if source is None else as_node_dataset(source)
     return dataclasses.replace(data, x=normalize_features(data.x, cfg.feature_norm))
 
 

@@ -136,7 +136,8 @@ def load_ogb_raw(name: str, root: Union[str, Path], self_loops: bool = True) -> 
         mask[_node_ids(files.path(f"split/{files.scheme}/{part}.csv.gz"), num_nodes)] = True
         masks.append(mask)
 
-    dataset = NodeDataset.from_arrays(name, x, y.astype(np.int64), edges[:, 0], edges[:, 1], *masks,
-                                      num_nodes=num_nodes, self_loops=self_loops)
+    dataset = NodeDataset.from_arrays(x, (edges[:, 0], edges[:, 1]), y=y.astype(np.int64),
+                                      train_mask=masks[0], val_mask=masks[1], test_mask=masks[2],
+                                      num_nodes=num_nodes, name=name, self_loops=self_loops)
     logger.info("loaded %r from %s", dataset, files.dir)
     return dataset

@@ -207,7 +207,8 @@ def synthetic_graph(num_nodes: int, num_edges: int, num_classes: int = 10, num_f
         mask[part] = True
         masks.append(mask)
 
-    dataset = NodeDataset.from_arrays("synthetic", x, y, keys // n, keys % n, *masks,
-                                      num_classes=num_classes, num_nodes=n, self_loops=self_loops)
+    dataset = NodeDataset.from_arrays(x, (keys // n, keys % n), y=y, train_mask=masks[0],
+                                      val_mask=masks[1], test_mask=masks[2], num_classes=num_classes,
+                                      num_nodes=n, name="synthetic", self_loops=self_loops)
     logger.info("generated %r", dataset)
     return dataset
