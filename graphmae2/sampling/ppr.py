@@ -24,9 +24,9 @@ The seed's ego-graph is the seed followed by the ``k - 1`` other nodes of highes
 degree-normalised score by which GraphMAE2's reference code (``datasets/localclustering.py``)
 orders its ego-graphs: it favours low-degree nodes close to the seed over hubs, which
 plain PPR ranks high because a walk reaches them from everywhere. (The reference orders
-by that product but *selects* its ``k`` nodes by unnormalised ACL score, so the sets it
-keeps are the ones the default ``rank="score"`` picks; ``benchmarks/ego_rank_overlap.py``
-measures how far the three sets lie apart.)
+by that product but *selects* its ``k`` nodes by the unnormalised estimate, the rule of
+the default ``rank="score"``, on its own push: lazy ACL, at most 1000 pushes, estimate
+``p`` only; ``benchmarks/ego_rank_overlap.py`` measures how far the sets lie apart.)
 
 Deviations from the paper, and why:
 
