@@ -23,7 +23,7 @@ import numpy as np
 
 from graphmae2.datasets.synthetic import synthetic_graph
 from graphmae2.minibatch import EgoCollate
-from graphmae2.sampling import DEFAULT_BATCH_SIZE, ego_graphs
+from graphmae2.sampling import DEFAULT_BATCH_SIZE, RANKS, ego_graphs
 
 
 def _peak_mib(who: int) -> float:
@@ -41,6 +41,8 @@ def main() -> None:
     p.add_argument("--alpha", type=float, default=0.15)
     p.add_argument("--eps", type=float, default=1e-4,
                    help="push tolerance: work per seed grows like 1 / eps")
+    p.add_argument("--rank", choices=RANKS, default="score",
+                   help="score, or degree (score * min(1, 1/deg), the reference's normalisation)")
     p.add_argument("--workers", type=int, default=1, help="processes; use the number of free cores")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                    help="seeds pushed together: bigger amortises numpy overhead, "
@@ -62,12 +64,12 @@ def main() -> None:
     seeds = np.arange(args.nodes if args.seeds is None else min(args.seeds, args.nodes))
     tic = time.perf_counter()
     ego = ego_graphs(data.graph, seeds=seeds, k=args.k, alpha=args.alpha, eps=args.eps,
-                     workers=args.workers, batch_size=args.batch_size)
+                     workers=args.workers, batch_size=args.batch_size, rank=args.rank)
     ego_s = time.perf_counter() - tic
     rate = seeds.size / ego_s
 
     sizes = ego.sizes()
-    print(f"ego-graphs: {seeds.size} seeds, k={args.k}, alpha={args.alpha}, eps={args.eps}, "
+    print(f"ego-graphs: {seeds.size} seeds, k={args.k}, alpha={args.alpha}, eps={args.eps}, rank={args.rank}, "
           f"workers={args.workers}, batch={args.batch_size}")
     print(f"  time {ego_s:.1f} s, {rate:.0f} seeds/s"
           + ("" if seeds.size == args.nodes else

@@ -50,6 +50,8 @@ class DataConfig:
     ppr_alpha: float = _f(0.15, "teleport probability of the personalised PageRank", low=0.0, high=1.0,
                           low_open=True, high_open=True)
     ppr_eps: float = _f(1e-4, "push tolerance of the approximate PageRank", low=0.0, low_open=True)
+    ppr_rank: str = _f("score", "how ego-graph members are ranked: score (PPR estimate), or degree (the estimate "
+                       "times min(1, 1/deg), the GraphMAE2 reference's normalisation)", choices=("score", "degree"))
     ppr_workers: int = _f(1, "processes computing ego-graphs", low=1)
     num_workers: int = _f(0, "DataLoader worker processes (minibatch mode)", low=0)
     features: Optional[str] = _f(None, "optional .npy feature matrix, memory-mapped (minibatch mode)")

@@ -90,6 +90,37 @@ def test_ego_graph_of_barbell_end_stays_in_its_clique(barbell: Graph) -> None:
     assert ego[0].tolist() == [0, 3, 1, 2]  # 3 (the bridge end, degree 5) scores highest
 
 
+def test_degree_rank_prefers_low_degree_nodes_over_the_bridge(barbell: Graph) -> None:
+    # With self-loops nodes 3, 5 and 8 have degree 5, the other clique nodes 4.
+    kw = dict(seeds=[0, 9], k=4, eps=1e-6, progress=False)
+    score, degree = ego_graphs(barbell, **kw), ego_graphs(barbell, rank="degree", **kw)
+    assert score[0].tolist() == [0, 3, 1, 2] and degree[0].tolist() == [0, 1, 2, 3]
+    assert score[1].tolist() == [9, 8, 5, 6] and degree[1].tolist() == [9, 8, 6, 7]
+
+
+def test_degree_rank_matches_exact_ppr_over_degree_where_separated(random_graph: Graph) -> None:
+    eps, k = 1e-5, 6
+    deg = random_graph.in_degrees().numpy()
+    weight = np.minimum(1.0, 1.0 / np.maximum(deg, 1))
+    exact = _exact_ppr(random_graph, 0.15) * weight[None, :]
+    slack = eps  # the score's error eps * deg(v), times the weight 1 / deg(v)
+    ego = ego_graphs(random_graph, k=k, eps=eps, progress=False, rank="degree")
+    checked = 0
+    for s in range(random_graph.num_nodes):
+        others = np.delete(np.arange(random_graph.num_nodes), s)
+        ranked = others[np.argsort(-exact[s, others], kind="stable")]
+        if exact[s, ranked[k - 2]] - exact[s, ranked[k - 1]] > 2 * slack:
+            assert set(ego[s][1:].tolist()) == set(ranked[:k - 1].tolist())
+            checked += 1
+    assert checked > random_graph.num_nodes // 2
+
+
+def test_degree_rank_is_bitwise_the_same_for_any_batch_and_worker_count(random_graph: Graph) -> None:
+    one = ego_graphs(random_graph, k=8, progress=False, rank="degree", batch_size=1)
+    two = ego_graphs(random_graph, k=8, progress=False, rank="degree", batch_size=5, workers=2)
+    assert np.array_equal(one.indptr, two.indptr) and np.array_equal(one.nodes, two.nodes)
+
+
 def test_ego_graph_ties_go_to_smaller_node_id() -> None:
     star = _undirected([(0, leaf) for leaf in range(1, 8)], 8)
     assert ego_graphs(star, seeds=[0], k=4, progress=False)[0].tolist() == [0, 1, 2, 3]
@@ -156,7 +187,9 @@ def test_cache_key_changes_with_every_input(random_graph: Graph, barbell: Graph)
                 cache_key(random_graph, seeds, 8, 0.2, 1e-4),
                 cache_key(random_graph, seeds, 8, 0.15, 1e-3),
                 cache_key(random_graph, seeds[::-1], 8, 0.15, 1e-4),
-                cache_key(barbell, seeds, 8, 0.15, 1e-4)}) == 6
+                cache_key(barbell, seeds, 8, 0.15, 1e-4),
+                cache_key(random_graph, seeds, 8, 0.15, 1e-4, rank="degree")}) == 7
+    assert base == cache_key(random_graph, seeds, 8, 0.15, 1e-4, rank="score")  # old caches still hit
 
 
 def test_unreadable_cache_file_is_recomputed(random_graph: Graph, tmp_path) -> None:
@@ -176,3 +209,5 @@ def test_bad_arguments_name_the_problem(barbell: Graph) -> None:
         ego_graphs(barbell, k=0, progress=False)
     with pytest.raises(ValueError, match="workers"):
         ego_graphs(barbell, workers=0, progress=False)
+    with pytest.raises(ValueError, match="rank must be one of 'score', 'degree', got 'ppr'"):
+        ego_graphs(barbell, rank="ppr", progress=False)

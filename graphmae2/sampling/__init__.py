@@ -4,6 +4,6 @@
 >>> ego = ego_graphs(data.graph, k=256, workers=4, cache_dir="~/.cache/graphmae2")  # doctest: +SKIP
 >>> ego[0]  # seed 0 first, then its highest-PPR nodes  # doctest: +SKIP
 """
-from .ppr import CACHE_VERSION, DEFAULT_BATCH_SIZE, EgoGraphs, approximate_ppr, cache_key, ego_graphs
+from .ppr import CACHE_VERSION, DEFAULT_BATCH_SIZE, RANKS, EgoGraphs, approximate_ppr, cache_key, ego_graphs
 
-__all__ = ["CACHE_VERSION", "DEFAULT_BATCH_SIZE", "EgoGraphs", "approximate_ppr", "cache_key", "ego_graphs"]
+__all__ = ["CACHE_VERSION", "DEFAULT_BATCH_SIZE", "RANKS", "EgoGraphs", "approximate_ppr", "cache_key", "ego_graphs"]

@@ -19,7 +19,14 @@ On an undirected graph it satisfies
     0 \\le \\pi_s(v) - p(v) - \\alpha\\, r(v) \\le \\epsilon\\, \\deg(v) \\quad \\text{for every node } v.
 
 The seed's ego-graph is the seed followed by the ``k - 1`` other nodes of highest score
-(ties broken by the smaller node id), fewer if fewer nodes were reached.
+(ties broken by the smaller node id), fewer if fewer nodes were reached. With
+``rank="degree"`` the score is first weighted by ``min(1, 1 / deg(v))``, the
+degree-normalised score by which GraphMAE2's reference code (``datasets/localclustering.py``)
+orders its ego-graphs: it favours low-degree nodes close to the seed over hubs, which
+plain PPR ranks high because a walk reaches them from everywhere. (The reference orders
+by that product but *selects* its ``k`` nodes by the unnormalised estimate, the rule of
+the default ``rank="score"``, on its own push: lazy ACL, at most 1000 pushes, estimate
+``p`` only; ``benchmarks/ego_rank_overlap.py`` measures how far the sets lie apart.)
 
 Deviations from the paper, and why:
 
@@ -62,13 +69,17 @@ from tqdm import tqdm
 
 from ..graph import Graph
 
-__all__ = ["CACHE_VERSION", "DEFAULT_BATCH_SIZE", "EgoGraphs", "approximate_ppr", "cache_key", "ego_graphs"]
+__all__ = ["CACHE_VERSION", "DEFAULT_BATCH_SIZE", "RANKS", "EgoGraphs", "approximate_ppr", "cache_key", "ego_graphs"]
 
 logger = logging.getLogger(__name__)
 
 #: Bump when the output of :func:`ego_graphs` changes for the same inputs, so caches
 #: written by an older version are not reused.
 CACHE_VERSION = 1
+
+#: How ego-graph members are ranked: ``score`` by ``p + alpha r``; ``degree`` by that
+#: times ``min(1, 1 / deg)`` (the reference's degree normalisation, module docstring).
+RANKS = ("score", "degree")
 
 # Seeds pushed together. Larger batches amortise numpy's per-call overhead, but the
 # scratch arrays are [B, nodes touched by the batch], i.e. grow as B^2; on a 1M-node
@@ -241,12 +252,15 @@ def _ppr_batch(csr: _Csr, seeds: np.ndarray, alpha: float, ws: _Workspace
     return np.bincount(row, minlength=seeds.size), node[order], score[order]
 
 
-def _top_k_batch(csr: _Csr, seeds: np.ndarray, k: int, alpha: float, ws: _Workspace
-                 ) -> Tuple[np.ndarray, np.ndarray]:
-    """``(counts [B], nodes)``: each seed, then its top ``k - 1`` other nodes by score."""
+def _top_k_batch(csr: _Csr, seeds: np.ndarray, k: int, alpha: float, ws: _Workspace,
+                 rank: str = "score") -> Tuple[np.ndarray, np.ndarray]:
+    """``(counts [B], nodes)``: each seed, then its top ``k - 1`` other nodes by score
+    (``rank="degree"``: by score times ``min(1, 1 / deg)``)."""
     _push(csr, seeds, alpha, ws)
     row, slot, score = _reached(ws, alpha)
     node = ws.node[slot]
+    if rank == "degree":
+        score *= csr.inv_deg[node]  # inv_deg = 1 / max(deg, 1) = min(1, 1 / deg) on integer degrees
     score[slot == ws.slot[seeds][row]] = np.inf  # the seed sorts first
     ws.clear()
     ends = np.cumsum(np.bincount(row, minlength=seeds.size)).tolist()
@@ -275,20 +289,20 @@ _WORKER: dict = {}  # per-process state set by _init_worker (inherited on fork)
 
 
 def _init_worker(indptr: np.ndarray, indices: np.ndarray, seeds: np.ndarray, k: int,
-                 alpha: float, eps: float) -> None:
+                 alpha: float, eps: float, rank: str) -> None:
     csr = _Csr(indptr, indices, eps)
-    _WORKER.update(csr=csr, seeds=seeds, k=k, alpha=alpha, ws=_Workspace(csr.num_nodes))
+    _WORKER.update(csr=csr, seeds=seeds, k=k, alpha=alpha, rank=rank, ws=_Workspace(csr.num_nodes))
 
 
 def _run_batch(bounds: Tuple[int, int]) -> Tuple[np.ndarray, np.ndarray]:
     w = _WORKER
-    return _top_k_batch(w["csr"], w["seeds"][bounds[0]:bounds[1]], w["k"], w["alpha"], w["ws"])
+    return _top_k_batch(w["csr"], w["seeds"][bounds[0]:bounds[1]], w["k"], w["alpha"], w["ws"], w["rank"])
 
 
 def _compute(indptr: np.ndarray, indices: np.ndarray, seeds: np.ndarray, k: int, alpha: float,
-             eps: float, workers: int, batch_size: int, progress: bool) -> EgoGraphs:
+             eps: float, workers: int, batch_size: int, progress: bool, rank: str) -> EgoGraphs:
     bounds = list(_batches(seeds.size, batch_size))
-    init_args = (indptr, indices, seeds, k, alpha, eps)
+    init_args = (indptr, indices, seeds, k, alpha, eps, rank)
     pool = None
     if workers == 1 or len(bounds) <= 1:
         _init_worker(*init_args)
@@ -378,12 +392,15 @@ def approximate_ppr(graph: Graph, seeds=None, alpha: float = 0.15,  # noqa: ANN0
     return out, np.zeros(0, dtype=np.int64), np.zeros(0)
 
 
-def cache_key(graph: Graph, seeds: np.ndarray, k: int, alpha: float, eps: float) -> str:
+def cache_key(graph: Graph, seeds: np.ndarray, k: int, alpha: float, eps: float,
+              rank: str = "score") -> str:
     """SHA-256 naming the cache file of one :func:`ego_graphs` call."""
     h = hashlib.sha256()
     h.update(graph.digest().encode())
     h.update(hashlib.sha256(np.ascontiguousarray(seeds, dtype=np.int64).tobytes()).digest())
     h.update(f"k={k};alpha={alpha!r};eps={eps!r};version={CACHE_VERSION}".encode())
+    if rank != "score":  # keeps the keys of caches written before ranks existed
+        h.update(f";rank={rank}".encode())
     return h.hexdigest()
 
 
@@ -416,7 +433,8 @@ def _save(path: Path, ego: EgoGraphs) -> None:
 
 def ego_graphs(graph: Graph, seeds=None, k: int = 256, alpha: float = 0.15,  # noqa: ANN001
                eps: float = 1e-4, workers: int = 1, cache_dir: Union[str, Path, None] = None,
-               batch_size: Optional[int] = None, progress: bool = True) -> EgoGraphs:
+               batch_size: Optional[int] = None, progress: bool = True,
+               rank: str = "score") -> EgoGraphs:
     """Ego-graph of every seed: the seed, then its top ``k - 1`` nodes by approximate PPR.
 
     Args:
@@ -434,11 +452,17 @@ def ego_graphs(graph: Graph, seeds=None, k: int = 256, alpha: float = 0.15,  # n
             never changes the result, only speed and scratch memory (about
             ``16 * batch_size^2 / (alpha * eps)`` bytes per worker at most).
         progress: show a tqdm bar over batches (default: True).
+        rank: ``"score"`` ranks the other nodes by ``p + alpha r``; ``"degree"`` by that
+            times ``min(1, 1 / deg(v))``, the reference's degree normalisation (module
+            docstring) (default: ``"score"``).
 
     Returns:
         :class:`EgoGraphs`, bitwise the same for any ``workers`` and ``batch_size``.
     """
     seeds = _check_args(graph, seeds, alpha, eps)
+    if rank not in RANKS:
+        raise ValueError(f"rank must be one of {', '.join(map(repr, RANKS))}, got {rank!r}; "
+                         f"'degree' ranks by score * min(1, 1/deg) as the GraphMAE2 reference orders them")
     if isinstance(k, bool) or int(k) != k or k < 1:
         raise ValueError(f"k (ego-graph size) must be a positive integer, got {k!r}")
     if isinstance(workers, bool) or int(workers) != workers or workers < 1:
@@ -451,14 +475,14 @@ def ego_graphs(graph: Graph, seeds=None, k: int = 256, alpha: float = 0.15,  # n
     if cache_dir is not None:
         cache_dir = Path(cache_dir).expanduser()
         cache_dir.mkdir(parents=True, exist_ok=True)
-        path = cache_dir / f"ego-{cache_key(graph, seeds, int(k), alpha, eps)}.npz"
+        path = cache_dir / f"ego-{cache_key(graph, seeds, int(k), alpha, eps, rank)}.npz"
         if path.is_file():
             ego = _load(path, seeds)
             if ego is not None:
                 logger.info("loaded %r from %s", ego, path)
                 return ego
     indptr, indices = _graph_arrays(graph)
-    ego = _compute(indptr, indices, seeds, int(k), alpha, eps, int(workers), int(batch_size), progress)
+    ego = _compute(indptr, indices, seeds, int(k), alpha, eps, int(workers), int(batch_size), progress, rank)
     if path is not None:
         _save(path, ego)
         logger.info("cached %r in %s", ego, path)
