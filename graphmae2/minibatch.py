@@ -163,7 +163,7 @@ class EgoBatches(BatchSource):
 
     @classmethod
     def from_config(cls, cfg: Config, data: NodeDataset, device: torch.device) -> "EgoBatches":
-        """Ego-graphs of ``data.graph`` by ``data.ego_k`` / ``ppr_*`` (cached under
+        """Ego-graphs of ``data.graph`` by ``data.ego_k`` / ``ppr_*`` (ranked by ``data.ppr_rank``; cached under
         ``data.root``, default ``~/.cache/graphmae2``, in ``ego/``) and the features
         :func:`~graphmae2.datasets.feature_matrix` gives."""
         from .sampling import ego_graphs
@@ -171,7 +171,7 @@ class EgoBatches(BatchSource):
         d = cfg.data
         cache = Path(d.root or Path.home() / ".cache" / "graphmae2") / "ego"
         egos = ego_graphs(data.graph, k=d.ego_k, alpha=d.ppr_alpha, eps=d.ppr_eps, workers=d.ppr_workers,
-                          cache_dir=cache)
+                          cache_dir=cache, rank=d.ppr_rank)
         return cls(cfg, data.graph, feature_matrix(d, data), egos, device)
 
     def _loader(self, seed: int, epoch: int, num_workers: int) -> DataLoader:

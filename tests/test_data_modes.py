@@ -107,3 +107,19 @@ def test_resume_after_a_crash_compares_identical_in_both_modes(mode, tmp_path, m
     monkeypatch.undo()
     trainer.pretrain(cfg, source, 0, CPU, crash, resume=True, progress=False)
     assert compare_runs(read_manifest(full), read_manifest(crash)) == []
+
+
+def test_minibatch_source_ranks_ego_graphs_as_data_ppr_rank_says(tmp_path, monkeypatch):
+    import graphmae2.sampling as sampling
+
+    seen = []
+    real = sampling.ego_graphs
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("rank"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sampling, "ego_graphs", spy)
+    cfg = config("minibatch", tmp_path, **{"data.ppr_rank": "degree"})
+    build_source(cfg, load_data(cfg.data), CPU)
+    assert seen == ["degree"]
