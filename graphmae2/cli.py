@@ -131,7 +131,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             raise ConfigError("--config is required, e.g. --config cora.yaml")
         cfg = _config_from_args(args)
         run_dir = None
-    from .distributed import broadcast_object, init_distributed, is_rank0
+    from .distributed import broadcast_object, close_distributed, init_distributed, is_rank0
     from .datasets import load_data
 
     device = init_distributed(resolve_device(args.device))
@@ -140,9 +140,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         run_dir = new_run_dir(Path(args.out), cfg.data.dataset, force=args.force)
     run_dir = broadcast_object(run_dir)
     _logger.info("run directory: %s (device %s)", run_dir, device)
-    metrics = run_experiment(cfg, run_dir, device, data=data, resume=bool(args.resume),
-                             progress=not args.quiet)
-    if is_rank0():
+    rank0 = is_rank0()
+    try:
+        metrics = run_experiment(cfg, run_dir, device, data=data, resume=bool(args.resume),
+                                 progress=not args.quiet)
+    finally:
+        close_distributed()
+    if rank0:
         print(headline(metrics))
     return 0
 

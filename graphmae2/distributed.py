@@ -33,3 +33,12 @@ def broadcast_object(obj: Any) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def close_distributed() -> None:
+    """Wait for every rank, then leave the process group. Without it, a rank that finishes
+    first (ranks other than 0 skip evaluation) exits while rank 0 still holds the group,
+    and gloo can abort that process at exit ("terminate called without an active exception")."""
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
