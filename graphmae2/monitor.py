@@ -39,6 +39,10 @@ STD_THRESHOLD = 0.1
 
 STAT_KEYS = ("std", "eff_rank_online", "eff_rank_target", "param_cosine")
 
+#: :func:`collapse_stats` also reports these, of the teacher's output (no warning on them
+#: there; :func:`check_target_collapse` warns on the targets as the loss sees them).
+TARGET_CONTEXT_KEYS = ("eff_rank_target_centred", "cos_to_mean_target")
+
 
 def _matrix(z: Tensor, name: str) -> Tensor:
     """``z`` as a float64 CPU ``(N, D)`` matrix, detached; other shapes are an error."""
@@ -59,6 +63,24 @@ def effective_rank(z: Tensor) -> float:
         return 0.0
     p = s[s > 0] / total
     return float(torch.exp(-(p * p.log()).sum()))
+
+
+def centred_effective_rank(z: Tensor) -> float:
+    """:func:`effective_rank` of ``z`` minus its mean row: the number of directions in
+    which the rows *differ*. A matrix of constant rows plus small noise has uncentred
+    rank near 1 (the shared direction dominates) and a centred rank set by the noise;
+    constant rows have centred rank 0."""
+    m = _matrix(z, "centred_effective_rank")
+    return effective_rank(m - m.mean(dim=0, keepdim=True))
+
+
+def cosine_to_mean(z: Tensor) -> float:
+    """Mean over rows of ``cos(z_i, mean_j z_j)``: 1 when every row points the way of the
+    mean row (collapsed to one direction), about 0 for rows centred at the origin.
+    0 when the mean row is zero."""
+    m = _matrix(z, "cosine_to_mean")
+    centre = m.mean(dim=0)                                                # (D,)
+    return float(F.cosine_similarity(m, centre.expand_as(m), dim=1).mean())
 
 
 def embedding_std(z: Tensor) -> float:
@@ -107,10 +129,13 @@ def collapse_stats(online: Tensor, target: Tensor, student: nn.Module,
         teacher: the teacher's copy of them (``EMATeacher.module``).
 
     Returns:
-        ``{"std", "eff_rank_online", "eff_rank_target", "param_cosine"}``.
+        :data:`STAT_KEYS` and :data:`TARGET_CONTEXT_KEYS` (centred rank and cosine to the
+        mean of ``target``).
     """
     return {"std": embedding_std(online), "eff_rank_online": effective_rank(online),
-            "eff_rank_target": effective_rank(target), "param_cosine": parameter_cosine(student, teacher)}
+            "eff_rank_target": effective_rank(target), "param_cosine": parameter_cosine(student, teacher),
+            "eff_rank_target_centred": centred_effective_rank(target),
+            "cos_to_mean_target": cosine_to_mean(target)}
 
 
 def std_threshold(dim: int) -> float:

@@ -61,7 +61,8 @@ def test_collapse_stats_compares_student_with_its_ema_teacher():
     student = nn.Sequential(nn.Linear(5, 8), nn.PReLU(), nn.Linear(8, 8))
     teacher = EMATeacher(student)
     stats = collapse_stats(_gaussian(50, 8), _gaussian(50, 8, seed=1), student, teacher.module)
-    assert set(stats) == {"std", "eff_rank_online", "eff_rank_target", "param_cosine"}
+    assert set(stats) == {"std", "eff_rank_online", "eff_rank_target", "param_cosine",
+                          "eff_rank_target_centred", "cos_to_mean_target"}
     assert stats["param_cosine"] == pytest.approx(1.0)                    # a fresh copy
     assert all(isinstance(v, float) for v in stats.values())
 
