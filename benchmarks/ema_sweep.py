@@ -138,13 +138,14 @@ def plot(rows: List[Dict[str, Any]], out: Path, title: str) -> None:
 
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("sweep_dir", type=Path)
+    parser.add_argument("sweep_dirs", type=Path, nargs="+",
+                        help="sweep directories (several: their points are pooled)")
     parser.add_argument("--plot", type=Path, help="write the figure here")
     parser.add_argument("--title", default="", help="figure title")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_grad_enabled(True)
-    rows = collect(args.sweep_dir)
+    rows = [row for d in args.sweep_dirs for row in collect(d)]
     _logger.info("%s", table(rows))
     if args.plot:
         plot(rows, args.plot, args.title)

@@ -164,7 +164,8 @@ class GraphMAE2(nn.Module):
 
     def forward(self, graph: Graph, x: Tensor, teacher: "EMATeacher", mask: EncoderMask,
                 remasks: Sequence[Tensor], sparse_input: bool = False,
-                latent_nodes: Optional[Tensor] = None) -> Dict[str, Tensor]:
+                latent_nodes: Optional[Tensor] = None, encoder_graph: Optional[Graph] = None,
+                teacher_graph: Optional[Graph] = None) -> Dict[str, Tensor]:
         """Losses for one step.
 
         Args:
@@ -180,6 +181,10 @@ class GraphMAE2(nn.Module):
             latent_nodes: where the latent loss is taken (default: ``model.latent_nodes``,
                 the nodes the encoder saw unmasked or all nodes; mini-batches pass the ego
                 centres).
+            encoder_graph: the graph the online encoder runs on (default ``graph``);
+                ``teacher_graph`` the teacher's. Two DropEdge views of ``graph``
+                (:func:`graphmae2.dropedge.edge_views`, ``model.drop_edge_rate``); the
+                decoder always runs on ``graph``, as the reference's does.
 
         Returns:
             ``{"loss", "rec", "latent"}`` scalars; ``loss = rec + lam * latent``.
@@ -190,6 +195,7 @@ class GraphMAE2(nn.Module):
             latent_rows: Optional[Tensor] = latent_nodes.to(dev)
         else:
             latent_rows = None if self.cfg.latent_nodes == "all" else keep  # None: every node
+        enc_graph = graph if encoder_graph is None else encoder_graph
         is_token = token_rows(x.shape[0], mask, dev, x.dtype)
         if sparse_input:
             x_in = self._sparse_features(x).take_rows(input_rows(x.shape[0], mask), is_token,
@@ -201,17 +207,17 @@ class GraphMAE2(nn.Module):
             # The decoder input is zero at masked nodes, so only the kept rows of the
             # encoder output are read (plus the latent rows, when those differ).
             if latent_rows is None:
-                online = self.encoder(graph, x_in)                              # (N, hidden)
+                online = self.encoder(enc_graph, x_in)                          # (N, hidden)
                 kept = online[keep]
             elif latent_rows is keep:
-                online = kept = self.encoder(graph, x_in, rows=keep)            # (len(keep), hidden)
+                online = kept = self.encoder(enc_graph, x_in, rows=keep)        # (len(keep), hidden)
             else:
-                enc = self.encoder(graph, x_in, rows=torch.cat([keep, latent_rows]))
+                enc = self.encoder(enc_graph, x_in, rows=torch.cat([keep, latent_rows]))
                 kept, online = enc[:keep.numel()], enc[keep.numel():]
             rep = ops.KeptRows(self.encoder_to_decoder(kept), keep, x.shape[0])
             recons = [self.decoder(graph, rep, rows=mask_nodes)]
         else:
-            enc = self.encoder(graph, x_in)                                     # (N, hidden)
+            enc = self.encoder(enc_graph, x_in)                                 # (N, hidden)
             online = enc if latent_rows is None else enc[latent_rows]
             rep = self.encoder_to_decoder(enc)
             if self.cfg.remask_method == "fixed":
@@ -228,7 +234,8 @@ class GraphMAE2(nn.Module):
         if self.cfg.lam > 0:
             with torch.no_grad():
                 teacher_in = self._sparse_features(x) if sparse_input else x
-                latent_target = teacher.targets(graph, teacher_in, latent_rows)
+                latent_target = teacher.targets(graph if teacher_graph is None else teacher_graph,
+                                                teacher_in, latent_rows)
             latent = self.latent_loss(online, latent_target)
             if self.training and self.latent_centre is not None:
                 self.update_centre_(latent_target)
