@@ -138,12 +138,8 @@ class GraphMAE2(nn.Module):
         self._sparse_cache: Optional[Tuple[Tensor, int, ops.SparseRows]] = None
         self.enc_mask_token = nn.Parameter(torch.empty(1, in_dim))
         self.dec_mask_token = nn.Parameter(torch.empty(1, hidden))
-        # Only ``centre`` has a centre: the other targets' state dicts stay as before.
-        self.latent_centre: Optional[Tensor]
-        if cfg.latent_target == "centre":
-            self.register_buffer("latent_centre", torch.zeros(hidden))
-        else:
-            self.latent_centre = None
+        # Only ``centre`` has a centre; a None buffer leaves the others' state dicts as before.
+        self.register_buffer("latent_centre", torch.zeros(hidden) if cfg.latent_target == "centre" else None)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
