@@ -56,13 +56,13 @@ class DGLGAT(nn.Module):
 def dgl_worker(cfg_name, overrides, epochs, warmup, queue):
     import dgl
 
-    from graphmae2 import load_dataset
     from graphmae2.config import load_config
+    from graphmae2.datasets import load_data
 
     torch.manual_seed(0)
     cfg = load_config(cfg_name, overrides)
     m = cfg.model
-    data = load_dataset(cfg.data.dataset)
+    data = load_data(cfg.data)
     src, dst = data.graph.edges()
     g = dgl.graph((src, dst), num_nodes=data.num_nodes)
     x = data.x
@@ -121,13 +121,13 @@ def dgl_worker(cfg_name, overrides, epochs, warmup, queue):
 def graphmae2_worker(cfg_name, overrides, epochs, warmup, queue):
     from epoch_time import time_epochs  # the same timed loop as benchmarks/epoch_time.py
 
-    from graphmae2 import load_dataset
     from graphmae2.config import load_config
+    from graphmae2.datasets import load_data
     from graphmae2.seeding import seed_everything
 
     cfg = load_config(cfg_name, overrides)
     seed_everything(0, True)
-    times = time_epochs(cfg, load_dataset(cfg.data.dataset), torch.device("cpu"), epochs, warmup, fast=True)
+    times = time_epochs(cfg, load_data(cfg.data), torch.device("cpu"), epochs, warmup, fast=True)
     name = f"graphmae2 ({cfg.train.precision})"
     queue.put((name, times, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
 

@@ -16,11 +16,12 @@ import time
 
 import torch
 
-from graphmae2 import load_dataset
+from graphmae2.datasets import load_data
 from graphmae2.config import load_config
 from graphmae2.ema import EMATeacher
 from graphmae2.seeding import seed_everything
-from graphmae2.trainer import autocast, build_model, build_optimizer, draw_masks
+from graphmae2.masking import draw_masks
+from graphmae2.trainer import autocast, build_model, build_optimizer
 
 
 def time_epochs(cfg, data, device, epochs, warmup, fast):
@@ -34,7 +35,7 @@ def time_epochs(cfg, data, device, epochs, warmup, fast):
         if device.type == "cuda":
             torch.cuda.synchronize()
         tic = time.perf_counter()
-        mask, remasks = draw_masks(cfg, 0, epoch, data.num_nodes)
+        mask, remasks = draw_masks(cfg.model, 0, epoch, data.num_nodes)
         model.train()
         with autocast(cfg, device):
             loss = model(graph, x, teacher, mask, remasks, sparse_input=fast and device.type == "cpu")["loss"]
@@ -61,7 +62,7 @@ def main():
     p.add_argument("--skip-dense", action="store_true", help="only time the optimised path")
     args = p.parse_args()
     cfg = load_config(args.config, args.overrides)
-    data = load_dataset(cfg.data.dataset)
+    data = load_data(cfg.data)
     device = torch.device(args.device)
     rows = []
     for det in ([True, False] if args.deterministic == "both" else [args.deterministic == "on"]):

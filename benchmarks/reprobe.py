@@ -20,7 +20,7 @@ from pathlib import Path
 
 from graphmae2 import embed, load_dataset, load_encoder
 from graphmae2.config import parse_override, set_value
-from graphmae2.experiment import probe
+from graphmae2.evaluation import probe
 
 
 def main() -> None:
@@ -55,7 +55,7 @@ def main() -> None:
             cfg = copy.deepcopy(encoder.config)
             for dotted, value in items:
                 set_value(cfg, dotted, value)
-            r = probe(cfg, emb, data, seed)
+            r = probe(cfg.eval, emb, data, seed)
             results[v].append({"seed": seed, "test_acc": r["test_acc"], "val_acc": r["val_acc"],
                                "weight_decay": r["probe_weight_decay"]})
     print("| probe variant | test acc (mean ± std) | val acc (mean) | per seed (test acc @ weight decay) |")

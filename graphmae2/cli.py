@@ -15,7 +15,9 @@ from typing import List, Optional
 import torch
 
 from .config import Config, ConfigError, load_config, schema
-from .sweep import format_table, grid, is_sweep_dir, load_sweep_spec, parse_sweep, run_sweep
+from .datasets import DownloadError
+from .sweep import grid, is_sweep_dir, load_sweep_spec, parse_sweep, run_sweep
+from .sweep_report import format_table
 
 _logger = logging.getLogger("graphmae2")
 
@@ -70,7 +72,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     try:
         return _dispatch(args)
-    except (ConfigError, ValueError, FileNotFoundError, FileExistsError) as exc:
+    except (ConfigError, ValueError, FileNotFoundError, FileExistsError, DownloadError) as exc:
         if args.debug:
             raise
         print(f"error: {exc}", file=sys.stderr)
@@ -104,7 +106,9 @@ def _memory_advice(args: argparse.Namespace) -> str:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from .experiment import headline, new_run_dir, resolve_device, run_experiment
+    from .devices import resolve_device
+    from .experiment import new_run_dir, run_experiment
+    from .results import headline
 
     if args.compare:
         return _compare(*args.compare)
@@ -157,12 +161,14 @@ def _compare(run_a: str, run_b: str) -> int:
 
 
 def _embed(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
+    import copy
 
-    from .datasets import load_dataset
-    from .experiment import resolve_device
-    from .pretrained import checkpoint_info, embed, load_encoder
+    import numpy as np
+
+    from .config import set_value
+    from .datasets import load_data
+    from .devices import resolve_device
+    from .pretrained import embed, load_encoder
 
     if not args.checkpoint or not args.output:
         raise ConfigError("--embed needs --checkpoint RUN_DIR/checkpoint.pt and --output FILE.npy|FILE.pt")
@@ -171,8 +177,12 @@ def _embed(args: argparse.Namespace) -> int:
         raise ConfigError(f"--output {out}: must end in .npy or .pt")
     device = resolve_device(args.device)
     encoder = load_encoder(args.checkpoint, device=device)
-    name = args.dataset or checkpoint_info(args.checkpoint)["config"]["data"]["dataset"]
-    data = load_dataset(name, root=encoder.config.data.root)
+    cfg = copy.deepcopy(encoder.config)
+    if args.dataset:
+        set_value(cfg, "data.dataset", args.dataset.lower(), source="--dataset")
+    cfg.data.feature_norm = "none"  # the loaded encoder scales features itself, as in training
+    data = load_data(cfg.data)
+    name = cfg.data.dataset
     if data.num_features != encoder.encoder.layers[0].in_dim:
         raise ValueError(f"--dataset {name}: {data.num_features} features, but the checkpoint was "
                          f"trained on {encoder.encoder.layers[0].in_dim}")
@@ -190,7 +200,8 @@ def _embed(args: argparse.Namespace) -> int:
 
 def _sweep(args: argparse.Namespace) -> int:
     from .datasets import load_data
-    from .experiment import new_run_dir, resolve_device
+    from .devices import resolve_device
+    from .experiment import new_run_dir
 
     if args.resume:
         sweep_dir = Path(args.resume)

@@ -343,17 +343,23 @@ def load_config(path: Optional[Union[str, os.PathLike]] = None,
     if path is not None:
         p = resolve_config_path(path)
         source = str(p)
-        with open(p) as fh:
-            loader = _UniqueKeyLoader(fh)
-            loader.name = source
-            try:
-                data = loader.get_single_data()
-            except yaml.MarkedYAMLError as exc:
-                mark = exc.problem_mark
-                where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-                raise ConfigError(f"{where}: malformed YAML: {exc.problem}") from None
-            finally:
-                loader.dispose()
+        try:
+            text = p.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{source}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                              f"{exc.start}); save the config as UTF-8") from None
+        loader = _UniqueKeyLoader(text)
+        loader.name = source
+        try:
+            data = loader.get_single_data()
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark
+            where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+            raise ConfigError(f"{where}: malformed YAML: {exc.problem}") from None
+        except yaml.YAMLError as exc:  # e.g. a control character: a reader error, no mark
+            raise ConfigError(f"{source}: malformed YAML: {' '.join(str(exc).split())}") from None
+        finally:
+            loader.dispose()
         if data is not None and not isinstance(data, dict):
             raise ConfigError(f"{source}: top level must be a mapping of sections, got {type(data).__name__}")
         cfg = Config.from_dict(data or {}, source)

@@ -1,9 +1,11 @@
-"""One experiment: a config run over its seeds, into one run directory.
+"""Runs: one seed (:func:`run_seed`), and a config over its seeds into one run directory
+(:func:`run_experiment`).
 
 ``<out>/<dataset>-<timestamp>/`` holds ``config.yaml`` (fully resolved),
 ``metrics.json`` (per seed and mean/std), ``checkpoint.pt`` (the last seed's final
 model) and one ``seed-<s>/`` directory per seed with its checkpoint, ``manifest.json``,
-``result.json`` and TensorBoard events.
+``result.json`` and TensorBoard events. A seed with a ``result.json`` is finished:
+resuming skips it (:func:`finished_result`, the one rule, for runs and sweeps alike).
 """
 from __future__ import annotations
 
@@ -11,37 +13,37 @@ import json
 import logging
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
-import numpy as np
 import torch
 
+from .batches import BatchSource, build_source
 from .config import Config, to_yaml
-from .datasets import NodeDataset, feature_matrix, load_data
+from .datasets import NodeDataset, load_data
 from .distributed import is_rank0
-from .evaluation import cluster, finetune, linear_probe
-from .trainer import embed, pretrain
+from .evaluation import evaluate
+from .results import summarize
+from .trainer import NonFiniteLossError, PretrainResult, pretrain
 
 _logger = logging.getLogger(__name__)
 
-#: The metric each evaluation mode reports on the final line.
-HEADLINE = {"linear": "test_acc", "finetune": "test_acc", "cluster": "nmi"}
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available; ``cuda`` without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine; use cpu or auto")
-    return dev
+RESULT_FILE = "result.json"
 
 
 def new_run_dir(out: Path, dataset: str, force: bool = False) -> Path:
-    """A fresh ``<out>/<dataset>-<timestamp>``; an existing one needs ``force``."""
-    run_dir = Path(out) / f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    """A fresh ``<out>/<dataset>-<timestamp>``; an existing one needs ``force``.
+
+    Raises:
+        ValueError: ``out`` (or a parent of it) is a file, not a directory.
+        FileExistsError: the run directory exists and ``force`` is False.
+    """
+    out = Path(out)
+    for parent in (out, *out.parents):
+        if parent.exists() and not parent.is_dir():
+            raise ValueError(f"--out {out}: {parent} is a file, not a directory; give a directory")
+    run_dir = out / f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
     if run_dir.exists():
         if not force:
             raise FileExistsError(f"run directory {run_dir} already exists; pass --force to overwrite it")
@@ -50,129 +52,120 @@ def new_run_dir(out: Path, dataset: str, force: bool = False) -> Path:
     return run_dir
 
 
-def evaluate(cfg: Config, model: torch.nn.Module, data: NodeDataset, seed: int,
-             device: torch.device) -> Dict[str, float]:
-    """Evaluate the pre-trained encoder with ``cfg.eval.mode``."""
-    e = cfg.eval
-    if e.mode == "finetune":
-        return finetune(model.encoder, data.graph.to(device), data.x.to(device), data.y.to(device),
-                        data.train_mask, data.val_mask, data.test_mask, lr=e.finetune_lr,
-                        weight_decay=e.finetune_weight_decay, max_epoch=e.finetune_max_epoch,
-                        patience=e.finetune_patience, seed=seed).as_dict()
-    emb = embed(model, data, device)
-    if e.mode == "cluster":
-        return cluster(emb, data.y, data.num_classes, seed=seed, n_init=e.cluster_n_init)
-    return probe(cfg, emb, data, seed)
+def finished_result(seed_dir: Path) -> Optional[Dict[str, Any]]:
+    """The stored scores of a finished seed (its ``result.json``), else None."""
+    path = Path(seed_dir) / RESULT_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
-def probe(cfg: Config, emb: torch.Tensor, data: NodeDataset, seed: int) -> Dict[str, float]:
-    """Linear probe with ``eval.weight_decay``, or, when ``eval.weight_decay_grid`` is set,
-    the grid value with the best validation accuracy (the first on ties): the test split
-    never influences the choice. The weight decay used is reported as ``probe_weight_decay``."""
-    e = cfg.eval
-    best = None
-    for wd in e.weight_decay_grid or [e.weight_decay]:
-        result = linear_probe(emb, data.y, data.train_mask, data.val_mask, data.test_mask, lr=e.lr,
-                              weight_decay=wd, max_epoch=e.max_epoch, seed=seed, ties=e.ties).as_dict()
-        result["probe_weight_decay"] = wd
-        if best is None or result["val_acc"] > best["val_acc"]:
-            best = result
-    return best
+@dataclass
+class SeedRun:
+    """One seed's pre-training (model, teacher, losses, monitor) and its scores
+    (empty on ranks other than 0, and for data without labels)."""
+
+    pretrained: PretrainResult
+    scores: Dict[str, Any]
 
 
-def summarize(per_seed: Dict[str, Dict[str, Any]], mode: str) -> Dict[str, Any]:
-    """Mean and population std (ddof=0) over seeds of every numeric metric."""
-    out: Dict[str, Any] = {"mode": mode, "seeds": per_seed, "n_seeds": len(per_seed)}
-    keys = sorted({k for r in per_seed.values() for k, v in r.items() if isinstance(v, (int, float))})
-    for k in keys:
-        vals = np.array([r[k] for r in per_seed.values() if k in r], dtype=float)
-        out[f"{k}_mean"] = float(vals.mean())
-        out[f"{k}_std"] = float(vals.std())
-    return out
+def run_seed(cfg: Config, data: NodeDataset, seed: int, device: torch.device,
+             seed_dir: Optional[Path] = None, resume: bool = False, progress: bool = True,
+             source: Optional[BatchSource] = None) -> SeedRun:
+    """Pre-train one seed of ``cfg`` on ``data`` and evaluate it with ``cfg.eval``.
 
-
-def headline(metrics: Dict[str, Any]) -> str:
-    """The final line: ``test_acc: 0.8450 ± 0.0060 over 5 seeds (linear)``."""
-    key = HEADLINE[metrics["mode"]]
-    n = metrics["n_seeds"]
-    return (f"{key}: {metrics[f'{key}_mean']:.4f} ± {metrics[f'{key}_std']:.4f} "
-            f"over {n} seed{'s' if n != 1 else ''} ({metrics['mode']})")
-
-
-def _ego_graphs(cfg: Config, data: NodeDataset):  # noqa: ANN202
-    from .sampling import ego_graphs
-
-    cache = Path(cfg.data.root or Path.home() / ".cache" / "graphmae2") / "ego"
-    return ego_graphs(data.graph, k=cfg.data.ego_k, alpha=cfg.data.ppr_alpha, eps=cfg.data.ppr_eps,
-                      workers=cfg.data.ppr_workers, cache_dir=cache)
-
-
-def run_experiment(cfg: Config, run_dir: Path, device: torch.device, data: Optional[NodeDataset] = None,
-                   resume: bool = False, progress: bool = True) -> Dict[str, Any]:
-    """Pre-train and evaluate every seed of ``cfg`` into ``run_dir``; returns metrics.
-
-    ``data`` is what :func:`~graphmae2.datasets.load_data` returns (features already
-    scaled); by default it is loaded from ``cfg.data``.
-
-    ``resume`` skips seeds that have a ``result.json`` and continues the others from
-    their checkpoints.
+    Args:
+        cfg: the whole config (``train.seeds`` is not read: ``seed`` is the one run).
+        data: what :func:`~graphmae2.datasets.load_data` returns (features scaled).
+        seed: the seed of every stream.
+        device: where to train.
+        seed_dir: when given, rank 0 writes the checkpoint, ``manifest.json``,
+            TensorBoard events and ``result.json`` there; ``resume`` continues from the
+            checkpoint.
+        progress: show progress bars.
+        source: the batch source (default: :func:`~graphmae2.batches.build_source`);
+            pass one to share ego-graphs between seeds.
     """
-    from torch.utils.tensorboard import SummaryWriter  # slow import, only when training
+    source = source if source is not None else build_source(cfg, data, device)
+    writer = None
+    if seed_dir is not None and source.rank == 0:
+        from torch.utils.tensorboard import SummaryWriter  # slow import, only when writing
 
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(to_yaml(cfg))
-    if data is None:
-        data = load_data(cfg.data)
-    minibatch = cfg.data.mode == "minibatch"
-    egos = _ego_graphs(cfg, data) if minibatch else None
-    features = feature_matrix(cfg.data, data) if minibatch else None
-    rank0 = is_rank0()
-    per_seed: Dict[str, Dict[str, Any]] = {}
-    for seed in cfg.train.seeds:
-        seed_dir = run_dir / f"seed-{seed}"
-        done = seed_dir / "result.json"
-        if resume and done.exists():
-            per_seed[str(seed)] = json.loads(done.read_text())
-            _logger.info("seed %d already finished, skipped", seed)
-            continue
-        seed_dir.mkdir(exist_ok=True)
-        writer = SummaryWriter(str(seed_dir)) if rank0 else None
-        try:
-            if minibatch:
-                from .minibatch import embed_minibatch, pretrain_minibatch
-
-                result = pretrain_minibatch(cfg, data.graph, features, egos, seed, device,
-                                            seed_dir, resume=resume, progress=progress, writer=writer)
-            else:
-                result = pretrain(cfg, data, seed, device, seed_dir, resume=resume, progress=progress,
-                                  writer=writer)
-            if not rank0:
-                continue
-            tic = time.perf_counter()
-            if minibatch:
-                emb = embed_minibatch(result.model, data.graph, features, egos, device)
-                scores = probe(cfg, emb, data, seed)
-            else:
-                scores = evaluate(cfg, result.model, data, seed, device)
+        Path(seed_dir).mkdir(parents=True, exist_ok=True)
+        writer = SummaryWriter(str(seed_dir))
+    try:
+        result = pretrain(cfg, source, seed, device, seed_dir, resume=resume, progress=progress, writer=writer)
+        if source.rank != 0:
+            return SeedRun(result, {})
+        tic = time.perf_counter()
+        emb = result.embeddings if result.embeddings is not None else source.embeddings(result.model)
+        scores = evaluate(cfg.eval, data, seed, emb, encoder=result.model.encoder, device=device)
+        if writer is not None:
             for k, v in scores.items():
                 if k.endswith("acc") or k in ("nmi", "ari"):
                     writer.add_scalar(f"eval/{k}", v, cfg.train.max_epoch)
-        finally:
-            if writer is not None:
-                writer.close()
-        scores.update(epochs=result.epochs, seconds=result.seconds,
-                      eval_seconds=time.perf_counter() - tic, final_loss=result.losses[-1],
-                      monitor=result.monitor)
-        done.write_text(json.dumps(scores, indent=1))
-        per_seed[str(seed)] = scores
-        _logger.info("seed %d: %s", seed, ", ".join(f"{k}={v:.4f}" for k, v in scores.items()
-                                                   if isinstance(v, float)))
-        shutil.copyfile(seed_dir / "checkpoint.pt", run_dir / ".checkpoint.pt.tmp")
-        (run_dir / ".checkpoint.pt.tmp").replace(run_dir / "checkpoint.pt")
+    finally:
+        if writer is not None:
+            writer.close()
+    scores.update(epochs=result.epochs, seconds=result.seconds, eval_seconds=time.perf_counter() - tic,
+                  final_loss=result.losses[-1], monitor=result.monitor)
+    if seed_dir is not None:
+        (Path(seed_dir) / RESULT_FILE).write_text(json.dumps(scores, indent=1))
+    _logger.info("seed %d: %s", seed, ", ".join(f"{k}={v:.4f}" for k, v in scores.items()
+                                               if isinstance(v, float)))
+    return SeedRun(result, scores)
+
+
+def run_experiment(cfg: Config, run_dir: Path, device: torch.device, data: Optional[NodeDataset] = None,
+                   resume: bool = False, progress: bool = True, keep_going: bool = False,
+                   after_seed: Optional[Callable[[int], None]] = None,
+                   extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Run every seed of ``cfg`` into ``run_dir``; returns (and writes) ``metrics.json``.
+
+    Args:
+        data: what :func:`~graphmae2.datasets.load_data` returns (features already
+            scaled); by default it is loaded from ``cfg.data``.
+        resume: skip finished seeds and continue the others from their checkpoints.
+        keep_going: a seed that stops on a non-finite loss is logged, counted in
+            ``n_failed`` and left out of the means, instead of ending the run.
+        after_seed: called with each seed once it is done (finished, skipped or failed).
+        extra: entries added to ``metrics.json`` (a sweep's point).
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rank0 = is_rank0()
+    if rank0:
+        (run_dir / "config.yaml").write_text(to_yaml(cfg))
+    if data is None:
+        data = load_data(cfg.data)
+    source = build_source(cfg, data, device)  # ego-graphs once per experiment, not per seed
+    per_seed: Dict[str, Dict[str, Any]] = {}
+    failed = 0
+    for seed in cfg.train.seeds:
+        seed_dir = run_dir / f"seed-{seed}"
+        scores = finished_result(seed_dir) if resume else None
+        if scores is not None:
+            _logger.info("%s seed %d already finished, skipped", run_dir.name, seed)
+        else:
+            try:
+                scores = run_seed(cfg, data, seed, device, seed_dir, resume, progress, source).scores
+            except NonFiniteLossError as exc:
+                if not keep_going:
+                    raise
+                _logger.warning("%s seed %d diverged and is left out of the means: %s", run_dir.name, seed, exc)
+                failed += 1
+                scores = None
+            if scores is not None and rank0:
+                shutil.copyfile(seed_dir / "checkpoint.pt", run_dir / ".checkpoint.pt.tmp")
+                (run_dir / ".checkpoint.pt.tmp").replace(run_dir / "checkpoint.pt")
+        if scores is not None:
+            per_seed[str(seed)] = scores
+        if after_seed is not None:
+            after_seed(seed)
     if not rank0:
         return {}
     metrics = summarize(per_seed, cfg.eval.mode)
     metrics["dataset"] = cfg.data.dataset
+    if keep_going:
+        metrics["n_failed"] = failed
+    metrics.update(extra or {})
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     return metrics

@@ -1,5 +1,9 @@
 """Which nodes are masked: the encoder's input mask and the decoder's re-masks.
 
+:func:`draw_masks` (one graph) and :func:`draw_ego_masks` (a batch of ego-graphs) are
+the only places a training step's masks are drawn, from the named streams of
+:mod:`graphmae2.seeding`.
+
 Each function draws only from the ``torch.Generator`` it is given (see
 :mod:`graphmae2.seeding`), on the CPU, and returns CPU index tensors. Drawing on the CPU
 makes the chosen nodes the same on every device; moving a few thousand indices costs
@@ -8,9 +12,15 @@ nothing next to a forward pass.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, List, Sequence, Tuple
 
 import torch
 from torch import Tensor
+
+from .seeding import derive_seed, generator
+
+if TYPE_CHECKING:
+    from .config import ModelConfig
 
 
 @dataclass(frozen=True)
@@ -73,3 +83,41 @@ def remask_nodes(num_nodes: int, remask_rate: float, generator: torch.Generator)
     """``int(remask_rate * num_nodes)`` random nodes to hide from one decoding view."""
     return torch.randperm(num_nodes, generator=generator)[:int(remask_rate * num_nodes)]
 
+
+
+def draw_masks(cfg: "ModelConfig", seed: int, step: int, num_nodes: int) -> Tuple[EncoderMask, List[Tensor]]:
+    """Encoder mask and re-mask views of global step ``step``, each from its own stream.
+
+    View ``v`` of step ``s`` is keyed by ``(seed, "remask", s, v)``, so changing
+    ``num_remask`` adds or drops views without moving the others or the encoder mask.
+    ``remask_method: fixed`` has no views (the decoder re-masks the encoder's nodes).
+    """
+    mask = encoder_mask(num_nodes, cfg.mask_rate, cfg.replace_rate, generator(seed, "mask", step))
+    remasks = []
+    if cfg.remask_method == "random":
+        remasks = [remask_nodes(num_nodes, cfg.remask_rate, generator(seed, "remask", step, v))
+                   for v in range(cfg.num_remask)]
+    return mask, remasks
+
+
+def draw_ego_masks(cfg: "ModelConfig", seed: int, step: int, sizes: Sequence[int],
+                   ego_ids: Sequence[int]) -> Tuple[EncoderMask, List[Tensor]]:
+    """Masks of a batch of ego-graphs (``sizes[i]`` nodes each, laid out one after the
+    other), drawn ego by ego from streams keyed by ``(seed, ego id, step)``: an ego-graph
+    is masked the same way whichever rank holds it, so N processes compute what one
+    process computes on the same global batch."""
+    masks, views, offset = [], [[] for _ in range(cfg.num_remask)], 0
+    for size, ego in zip(sizes, ego_ids):
+        mask, remasks = draw_masks(cfg, derive_seed(seed, "ego", ego), step, size)
+        masks.append((mask, offset))
+        for v, nodes in enumerate(remasks):
+            views[v].append(nodes + offset)
+        offset += size
+
+    def cat(name: str) -> Tensor:
+        return torch.cat([getattr(m, name) + off for m, off in masks])
+
+    mask = EncoderMask(cat("mask_nodes"), cat("keep_nodes"), cat("token_nodes"), cat("noise_nodes"),
+                       cat("noise_sources"))
+    remasks = [torch.cat(v) for v in views] if cfg.remask_method == "random" else []
+    return mask, remasks

@@ -1,10 +1,12 @@
-"""Mini-batch pre-training on ego-graphs, and inference for every node in bounded memory.
+"""Mini-batches of ego-graphs: the batch source for large graphs, and inference for every
+node in bounded memory.
 
 Each training example is the ego-graph of a seed node (its top-k nodes by approximate
 personalised PageRank, :mod:`graphmae2.sampling`). A batch is the disjoint union of its
 ego-graphs' induced subgraphs; masking and re-masking act inside the batch, the latent
-targets sit at the ego centres, and the EMA teacher is updated after every optimizer
-step. Features may be a memory-mapped ``.npy``: only a batch's rows are read.
+targets sit at the ego centres. Features may be a memory-mapped ``.npy``: only a
+batch's rows are read. The training loop is :func:`graphmae2.trainer.pretrain`, the
+same as for full batch; :class:`EgoBatches` is what it iterates.
 
 Under ``torchrun`` every rank takes a disjoint shard of each global batch and DDP
 averages the gradients, so all ranks hold identical parameters, hence identical
@@ -12,32 +14,23 @@ teachers. Only rank 0 writes.
 """
 from __future__ import annotations
 
-import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
-from .checkpoint import save_checkpoint
+from .batches import Batch, BatchSource, dist_rank_world
 from .config import Config
-from .ema import EMATeacher
-from .schedules import momentum_at
+from .datasets import NodeDataset, feature_matrix
 from .graph import Graph
-from .manifest import environment, state_digests, tensor_digest, write_manifest
-from .masking import EncoderMask
+from .masking import draw_ego_masks
 from .sampling import EgoGraphs
-from .seeding import derive_seed, loader_generator, seed_everything, seed_worker
-from .trainer import (NonFiniteLossError, PretrainResult, autocast, build_model, build_optimizer,
-                      check_precision, draw_masks, lr_factor, restore)
-
-_logger = logging.getLogger(__name__)
+from .seeding import loader_generator, seed_worker
 
 
 @dataclass
@@ -125,27 +118,6 @@ class EgoCollate:
                         torch.from_numpy(centres), sizes, ids)
 
 
-def draw_batch_masks(cfg: Config, seed: int, step: int, batch: EgoBatch):  # noqa: ANN201
-    """Encoder mask and remask views of a batch, drawn ego by ego from streams keyed by
-    ``(seed, ego id, step)``: an ego-graph is masked the same way whichever rank holds it,
-    so N processes compute what one process computes on the same global batch."""
-    masks, views, offset = [], [[] for _ in range(cfg.model.num_remask)], 0
-    for size, ego in zip(batch.sizes, batch.ego_ids):
-        mask, remasks = draw_masks(cfg, derive_seed(seed, "ego", ego), step, size)
-        masks.append((mask, offset))
-        for v, nodes in enumerate(remasks):
-            views[v].append(nodes + offset)
-        offset += size
-
-    def cat(field: str) -> Tensor:
-        return torch.cat([getattr(m, field) + off for m, off in masks])
-
-    mask = EncoderMask(cat("mask_nodes"), cat("keep_nodes"), cat("token_nodes"), cat("noise_nodes"),
-                       cat("noise_sources"))
-    remasks = [torch.cat(v) for v in views] if cfg.model.remask_method == "random" else []
-    return mask, remasks
-
-
 def make_loader(egos: EgoGraphs, graph: Graph, features: Any, batch_size: int, seed: int,
                 epoch: int, shuffle: bool, num_workers: int = 0, rank: int = 0, world: int = 1) -> DataLoader:
     """DataLoader over global batches of ego-graphs, seeded through
@@ -156,118 +128,9 @@ def make_loader(egos: EgoGraphs, graph: Graph, features: Any, batch_size: int, s
                       worker_init_fn=seed_worker, generator=loader_generator(seed, epoch))
 
 
-def _dist() -> tuple:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def pretrain_minibatch(cfg: Config, graph: Graph, features: Any, egos: EgoGraphs, seed: int,
-                       device: torch.device, run_dir: Optional[Path] = None, resume: bool = False,
-                       progress: bool = True, writer: Any = None) -> PretrainResult:
-    """Pre-train on batches of ego-graphs; one optimizer step and one EMA update per batch.
-
-    Every rank iterates the same global batch order (same loader generator) and keeps
-    its shard, so the run is the same computation for any number of processes up to the
-    order of gradient summation.
-    """
-    rank, world = _dist()
-    seeding = seed_everything(seed, cfg.train.deterministic)
-    check_precision(cfg, device)
-    t = cfg.train
-    in_dim = int(features.shape[1])
-    model = build_model(cfg, in_dim, seed).to(device)
-    initial = state_digests(model)
-    teacher = EMATeacher(model.ema_source())
-    optimizer = build_optimizer(cfg, model)
-    ddp = model
-    if world > 1:
-        ddp = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=cfg.model.remask_method == "fixed" or cfg.model.lam == 0)
-    steps_per_epoch = -(-len(egos) // cfg.data.batch_size)
-    total_steps = steps_per_epoch * t.max_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s / steps_per_epoch, t.max_epoch, t.scheduler))
-    losses: List[float] = []
-    start, seconds = 0, 0.0
-    ckpt_path = run_dir / "checkpoint.pt" if run_dir is not None else None
-    if resume and ckpt_path is not None and ckpt_path.exists():
-        state = restore(ckpt_path, device, model, teacher, optimizer, scheduler)
-        start, losses, seconds = state["epoch"], list(state["losses"]), state["seconds"]
-    first_mask = None
-    bar = tqdm(total=total_steps, initial=start * steps_per_epoch, desc=f"pretrain seed {seed}",
-               disable=not progress or rank != 0, leave=False, dynamic_ncols=True)
-    for epoch in range(start, t.max_epoch):
-        loader = make_loader(egos, graph, features, cfg.data.batch_size, seed, epoch, shuffle=True,
-                             num_workers=cfg.data.num_workers, rank=rank, world=world)
-        epoch_loss = []
-        for step_in_epoch, batch in enumerate(loader):
-            tic = time.perf_counter()
-            step = epoch * steps_per_epoch + step_in_epoch
-            g, x = batch.graph.to(device), batch.x.to(device)
-            mask, remasks = draw_batch_masks(cfg, seed, step, batch)
-            if first_mask is None:
-                first_mask = mask.mask_nodes
-            torch.manual_seed(derive_seed(seed, "dropout", step, rank))
-            model.train()
-            teacher.module.train(cfg.ema.teacher_dropout)
-            with autocast(cfg, device):
-                parts = ddp(g, x, teacher, mask, remasks, False, batch.centres.to(device))
-            if not torch.isfinite(parts["loss"]):
-                raise NonFiniteLossError(f"non-finite loss at epoch {epoch} step {step} (seed {seed})")
-            optimizer.zero_grad(set_to_none=True)
-            parts["loss"].backward()
-            if t.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            m = momentum_at(step, total_steps, cfg.ema.momentum, cfg.ema.momentum_end, cfg.ema.schedule)
-            if epoch < cfg.ema.delay_epochs:
-                teacher.copy_(model.ema_source())
-            else:
-                teacher.update_(model.ema_source(), m)
-            seconds += time.perf_counter() - tic
-            reported = parts["loss"].detach()
-            if world > 1:  # report the global batch's loss, the same number on every rank
-                dist.all_reduce(reported)
-                reported /= world
-            epoch_loss.append(reported.item())
-            bar.update(1)
-            bar.set_postfix(epoch=epoch, loss=f"{epoch_loss[-1]:.4f}", m=f"{m:.4f}")
-            if writer is not None and rank == 0:
-                writer.add_scalar("loss/total", epoch_loss[-1], step)
-                writer.add_scalar("ema/momentum", m, step)
-        losses.append(float(np.mean(epoch_loss)))
-        if ckpt_path is not None and rank == 0 and \
-                ((epoch + 1) % t.checkpoint_every == 0 or epoch + 1 == t.max_epoch):
-            save_checkpoint({
-                "config": cfg.to_dict(), "in_dim": in_dim, "seed": seed, "epoch": epoch + 1,
-                "model": model.state_dict(), "teacher": teacher.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "rng": {"seed": seed, "epoch": epoch + 1}, "losses": losses, "seconds": seconds},
-                ckpt_path)
-        if world > 1:
-            dist.barrier()
-    bar.close()
-    teacher.module.eval()
-    teacher_digest = state_digests(teacher.module)
-    by_rank = [teacher_digest["overall"]]
-    if world > 1:
-        by_rank = [None] * world
-        dist.all_gather_object(by_rank, teacher_digest["overall"])
-    if run_dir is not None and rank == 0:
-        write_manifest(run_dir / "manifest.json", {
-            "seed": seed, "seeding": seeding, "world_size": world, "environment": environment(device),
-            "initial_params": initial, "first_mask_digest": tensor_digest(first_mask),
-            "loss_trace": losses, "final_params": state_digests(model),
-            "teacher_params": teacher_digest, "teacher_digest_by_rank": by_rank})
-    return PretrainResult(model, teacher, losses, [], seconds, t.max_epoch)
-
-
 @torch.no_grad()
-def embed_minibatch(model: torch.nn.Module, graph: Graph, features: Any, egos: EgoGraphs,
-                    device: torch.device, batch_size: int = 512) -> Tensor:
+def ego_embeddings(model: torch.nn.Module, graph: Graph, features: Any, egos: EgoGraphs,
+                   device: torch.device, batch_size: int = 512) -> Tensor:
     """Encoder output at every ego centre, one batch of ego-graphs at a time, so memory
     is bounded by the batch, not the graph. Row ``i`` belongs to ``egos.seeds[i]``."""
     model.eval()
@@ -277,3 +140,96 @@ def embed_minibatch(model: torch.nn.Module, graph: Graph, features: Any, egos: E
         z = model.encoder(batch.graph.to(device), batch.x.to(device))
         out.append(z[batch.centres.to(device)].cpu())
     return torch.cat(out)
+
+
+class EgoBatches(BatchSource):
+    """Batch source over global batches of ``data.batch_size`` ego-graphs.
+
+    Every rank iterates the same global batch order (one loader generator per
+    ``(seed, epoch)``) and keeps its shard, so the run is the same computation for any
+    number of processes up to the order of gradient summation. Global step ``s`` of
+    epoch ``e`` is ``e * steps_per_epoch + i``; masks come from ``(seed, ego id, s)``,
+    dropout from ``(seed, "dropout", s, rank)``. The latent loss is taken at the ego
+    centres.
+    """
+
+    def __init__(self, cfg: Config, graph: Graph, features: Any, egos: EgoGraphs,
+                 device: torch.device) -> None:
+        self.cfg, self.graph, self.features, self.egos, self.device = cfg, graph, features, egos, device
+        self.rank, self.world = dist_rank_world()
+        self.in_dim = int(features.shape[1])
+        self.steps_per_epoch = -(-len(egos) // cfg.data.batch_size)
+        self._monitor: Optional[EgoBatch] = None
+
+    @classmethod
+    def from_config(cls, cfg: Config, data: NodeDataset, device: torch.device) -> "EgoBatches":
+        """Ego-graphs of ``data.graph`` by ``data.ego_k`` / ``ppr_*`` (cached under
+        ``data.root``, default ``~/.cache/graphmae2``, in ``ego/``) and the features
+        :func:`~graphmae2.datasets.feature_matrix` gives."""
+        from .sampling import ego_graphs
+
+        d = cfg.data
+        cache = Path(d.root or Path.home() / ".cache" / "graphmae2") / "ego"
+        egos = ego_graphs(data.graph, k=d.ego_k, alpha=d.ppr_alpha, eps=d.ppr_eps, workers=d.ppr_workers,
+                          cache_dir=cache)
+        return cls(cfg, data.graph, feature_matrix(d, data), egos, device)
+
+    def _loader(self, seed: int, epoch: int, num_workers: int) -> DataLoader:
+        return make_loader(self.egos, self.graph, self.features, self.cfg.data.batch_size, seed, epoch,
+                           shuffle=True, num_workers=num_workers, rank=self.rank, world=self.world)
+
+    def batches(self, seed: int, epoch: int) -> Iterator[Batch]:
+        dev = self.device
+        for i, batch in enumerate(self._loader(seed, epoch, self.cfg.data.num_workers)):
+            step = epoch * self.steps_per_epoch + i
+            mask, remasks = draw_ego_masks(self.cfg.model, seed, step, batch.sizes, batch.ego_ids)
+            yield Batch(batch.graph.to(dev), batch.x.to(dev), mask, remasks, batch.centres.to(dev),
+                        False, step, (step, self.rank))
+
+    def first_mask(self, seed: int) -> Tensor:
+        first = next(iter(self._loader(seed, 0, 0)))  # the loader, not its sampler: it draws its base seed first
+        return draw_ego_masks(self.cfg.model, seed, 0, first.sizes, first.ego_ids)[0].mask_nodes
+
+    def monitor_batch(self) -> Tuple[Graph, Tensor, Optional[Tensor]]:
+        """The first ``data.batch_size`` ego-graphs (a fixed set), read at their centres."""
+        if self._monitor is None:
+            collate = EgoCollate(self.egos, self.graph, self.features)
+            self._monitor = collate(list(range(min(self.cfg.data.batch_size, len(self.egos)))))
+        b = self._monitor
+        return b.graph.to(self.device), b.x.to(self.device), b.centres.to(self.device)
+
+    def embeddings(self, model: torch.nn.Module) -> Tensor:
+        return ego_embeddings(model, self.graph, self.features, self.egos, self.device)
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        if self.world == 1:
+            return model
+        m = self.cfg.model
+        return torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            find_unused_parameters=m.remask_method == "fixed" or m.lam == 0)
+
+    def all_finite(self, loss: Tensor) -> bool:
+        finite = torch.isfinite(loss.detach()).to(torch.int32).reshape(1)
+        if self.world > 1:  # every rank must take the same branch, or DDP hangs
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        return bool(finite)
+
+    def reduce(self, values: Dict[str, Tensor]) -> Dict[str, float]:
+        if self.world == 1:
+            return {k: v.item() for k, v in values.items()}
+        stacked = torch.stack([v.detach().float() for v in values.values()])
+        dist.all_reduce(stacked)
+        stacked /= self.world
+        return dict(zip(values, stacked.tolist()))
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def manifest_fields(self, teacher_digest: Dict[str, Any]) -> Dict[str, Any]:
+        by_rank = [teacher_digest["overall"]]
+        if self.world > 1:
+            by_rank = [None] * self.world
+            dist.all_gather_object(by_rank, teacher_digest["overall"])
+        return {"world_size": self.world, "teacher_digest_by_rank": by_rank}

@@ -278,7 +278,7 @@ class GraphMAE2(nn.Module):
         return self._sparse_cache[2]
 
     @torch.no_grad()
-    def embed(self, graph: Graph, x: Tensor) -> Tensor:
+    def encode(self, graph: Graph, x: Tensor) -> Tensor:
         """Encoder output on the unmasked graph, in eval mode: ``[N, F] -> [N, hidden]``."""
         was_training = self.training
         self.eval()

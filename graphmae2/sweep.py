@@ -9,8 +9,10 @@ schema before any data is loaded. A sweep directory holds::
     <point>/          one run directory per grid point, e.g. ``ema.momentum=0.996/``,
                       with ``seed-<s>/`` subdirectories, merged ``metrics.json`` and ``config.yaml``
     sweep.csv         one row per point: swept keys, metric mean/std, n_seeds, seconds
-    sweep.md          the same as a Markdown table, best point marked with a star
-    sweep.png         headline metric against the first swept key (needs ``graphmae2[plot]``)
+    sweep.md          the same as a Markdown table, the point with the best mean validation
+                      accuracy starred (test accuracy beside it, never used to choose)
+    sweep.png         validation and test accuracy against the first swept key (needs
+                      ``graphmae2[plot]``); tables and plot are :mod:`graphmae2.sweep_report`
 
 Resuming skips every (point, seed) with a ``result.json`` and continues the others from
 their checkpoints, so an interrupted sweep costs at most one partial run.
@@ -18,7 +20,6 @@ their checkpoints, so an interrupted sweep costs at most one partial run.
 from __future__ import annotations
 
 import copy
-import csv
 import itertools
 import json
 import logging
@@ -33,8 +34,9 @@ from tqdm import tqdm
 
 from .config import Config, ConfigError, load_config, set_value, to_yaml, validate
 from .datasets import NodeDataset, load_data
-from .experiment import run_experiment, summarize
-from .trainer import NonFiniteLossError
+from .experiment import run_experiment
+from .results import METRICS
+from .sweep_report import format_value, write_reports
 
 _logger = logging.getLogger(__name__)
 
@@ -53,11 +55,6 @@ UNSWEEPABLE = {
     "train.seeds": "seeds are the repetitions of every point; use --seeds",
     "eval.mode": "the evaluation mode sets the compared metric; run one sweep per mode",
 }
-
-#: Metrics reported per point for each evaluation mode; the first (the run's headline,
-#: see :data:`graphmae2.experiment.HEADLINE`) is the one ranked and plotted.
-METRICS = {"linear": ("test_acc", "val_acc"), "finetune": ("test_acc", "val_acc"),
-           "cluster": ("nmi", "ari")}
 
 _FORM = "expected section.key=v1,v2,..., e.g. ema.momentum=0.99,0.996,0.999"
 
@@ -135,16 +132,6 @@ def grid(base: Config, sweeps: Sweeps) -> List[Tuple[Dict[str, Any], Config]]:
         names[name] = values
         points.append((values, cfg))
     return points
-
-
-def format_value(value: Any) -> str:
-    """Short text of a swept value: ``0.996``, ``1`` for 1.0, ``true``, ``gat``."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        text = repr(value)
-        return text[:-2] if text.endswith(".0") else text
-    return str(value)
 
 
 def point_name(values: Dict[str, Any]) -> str:
@@ -225,10 +212,12 @@ def run_sweep(base: Config, sweeps: Sweeps, seeds: Sequence[int], sweep_dir: Pat
               progress: bool = True) -> List[Dict[str, Any]]:
     """Run every grid point over ``seeds`` into ``sweep_dir``; returns one row per point.
 
-    One progress bar counts (point, seed) runs; each run is
-    :func:`~graphmae2.experiment.run_experiment` with ``train.seeds=[seed]`` into
-    ``sweep_dir/<point name>``. A run that stops on a non-finite loss is logged, counted
-    in ``n_failed`` and left out of the means; the sweep goes on.
+    Each point is :func:`~graphmae2.experiment.run_experiment` over ``seeds`` into
+    ``sweep_dir/<point name>`` (its ``config.yaml`` and ``metrics.json`` are written
+    there once, resuming skips its finished seeds); one progress bar counts (point,
+    seed) runs. A run that stops on a non-finite loss is logged, counted in ``n_failed``
+    and left out of the means; the sweep goes on. The report stars the point with the
+    best mean validation accuracy; test accuracy is shown beside it, never used to choose.
 
     Raises:
         FileExistsError: ``sweep_dir`` already holds a sweep and ``resume`` is False.
@@ -254,151 +243,25 @@ def run_sweep(base: Config, sweeps: Sweeps, seeds: Sequence[int], sweep_dir: Pat
     rows = []
     try:
         for values, cfg in points:
-            point_dir = sweep_dir / point_name(values)
-            per_seed: Dict[str, Dict[str, Any]] = {}
-            failed = 0
-            for seed in seeds:
-                bar.set_postfix_str(" ".join(f"{k}={format_value(v)}" for k, v in values.items())
-                                    + f" seed={seed}")
-                result = _run_one(cfg, seed, point_dir, device, data, resume)
-                if result is None:
-                    failed += 1
-                else:
-                    per_seed[str(seed)] = result
-                bar.update(1)
-            rows.append(_finish_point(cfg, values, seeds, point_dir, per_seed, failed))
+            label = " ".join(f"{k}={format_value(v)}" for k, v in values.items())
+            bar.set_postfix_str(label)
+            cfg.train.seeds = list(seeds)
+            metrics = run_experiment(cfg, sweep_dir / point_name(values), device, data=data, resume=resume,
+                                     progress=False, keep_going=True, after_seed=lambda _: bar.update(1),
+                                     extra={"point": values})
+            rows.append(point_row(values, cfg.eval.mode, metrics))
     finally:
         bar.close()
     write_reports(rows, sweep_dir)
     return rows
 
 
-def _run_one(cfg: Config, seed: int, point_dir: Path, device: torch.device, data: NodeDataset,
-             resume: bool) -> Optional[Dict[str, Any]]:
-    """One seed of one point: the stored result when resuming, else a run; None if it diverged."""
-    done = point_dir / f"seed-{seed}" / "result.json"
-    if resume and done.is_file():
-        _logger.info("%s seed %d already finished, skipped", point_dir.name, seed)
-        return json.loads(done.read_text())
-    one = copy.deepcopy(cfg)
-    one.train.seeds = [seed]
-    try:
-        metrics = run_experiment(one, point_dir, device, data=data, resume=resume, progress=False)
-    except NonFiniteLossError as exc:
-        _logger.warning("%s seed %d diverged and is left out of the means: %s", point_dir.name, seed, exc)
-        return None
-    return metrics["seeds"][str(seed)]
-
-
-def _finish_point(cfg: Config, values: Dict[str, Any], seeds: Sequence[int], point_dir: Path,
-                  per_seed: Dict[str, Dict[str, Any]], failed: int) -> Dict[str, Any]:
-    """Write the point's merged ``metrics.json`` and ``config.yaml``; return its table row."""
-    merged = copy.deepcopy(cfg)
-    merged.train.seeds = list(seeds)
-    point_dir.mkdir(parents=True, exist_ok=True)
-    (point_dir / "config.yaml").write_text(to_yaml(merged))
-    metrics = summarize(per_seed, cfg.eval.mode)
-    metrics.update(dataset=cfg.data.dataset, point=values, n_failed=failed)
-    (point_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+def point_row(values: Dict[str, Any], mode: str, metrics: Dict[str, Any]) -> Dict[str, Any]:
+    """A point's table row: swept values, mean/std of the mode's metrics, seeds, seconds."""
     row: Dict[str, Any] = dict(values)
-    for name in METRICS[cfg.eval.mode]:
+    for name in METRICS[mode]:
         row[f"{name}_mean"] = metrics.get(f"{name}_mean", math.nan)
         row[f"{name}_std"] = metrics.get(f"{name}_std", math.nan)
-    row.update(n_seeds=len(per_seed), n_failed=failed, seconds_mean=metrics.get("seconds_mean", math.nan))
+    row.update(n_seeds=metrics["n_seeds"], n_failed=metrics.get("n_failed", 0),
+               seconds_mean=metrics.get("seconds_mean", math.nan))
     return row
-
-
-# ====== reports ======
-
-def _columns(rows: Sequence[Dict[str, Any]]) -> Tuple[List[str], List[str]]:
-    """Swept keys (the columns with a dot) and metric names (with ``_mean`` and ``_std``)."""
-    cols = list(rows[0])
-    keys = [c for c in cols if "." in c]
-    metrics = [c[:-5] for c in cols if c.endswith("_mean") and f"{c[:-5]}_std" in cols]
-    return keys, metrics
-
-
-def best_index(rows: Sequence[Dict[str, Any]]) -> Optional[int]:
-    """Index of the row with the highest mean of the first metric (None if all are NaN)."""
-    if not rows:
-        return None
-    _, metrics = _columns(rows)
-    scores = [r[f"{metrics[0]}_mean"] for r in rows]
-    finite = [i for i, s in enumerate(scores) if not math.isnan(s)]
-    return max(finite, key=lambda i: scores[i]) if finite else None
-
-
-def format_table(rows: Sequence[Dict[str, Any]]) -> str:
-    """Markdown table of the rows: swept keys, ``mean ± std`` per metric, seeds, seconds.
-
-    The best point (highest mean of the first metric) is bold and starred (★).
-    """
-    if not rows:
-        return "(empty sweep)"
-    keys, metrics = _columns(rows)
-    best = best_index(rows)
-    header = keys + metrics + ["seeds", "seconds"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
-    for i, row in enumerate(rows):
-        cells = [format_value(row[k]) for k in keys]
-        cells += [f"{row[f'{m}_mean']:.4f} ± {row[f'{m}_std']:.4f}" for m in metrics]
-        if i == best:
-            cells[len(keys)] = f"**{cells[len(keys)]}** ★"
-        seeds = f"{row['n_seeds']}" + (f" ({row['n_failed']} diverged)" if row.get("n_failed") else "")
-        cells += [seeds, f"{row['seconds_mean']:.1f}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def write_reports(rows: Sequence[Dict[str, Any]], sweep_dir: Path) -> None:
-    """``sweep.csv``, ``sweep.md`` and (with matplotlib) ``sweep.png`` in ``sweep_dir``."""
-    sweep_dir = Path(sweep_dir)
-    with open(sweep_dir / "sweep.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    (sweep_dir / "sweep.md").write_text(format_table(rows) + "\n")
-    plot_sweep(rows, sweep_dir / "sweep.png")
-
-
-def plot_sweep(rows: Sequence[Dict[str, Any]], path: Path) -> bool:
-    """Plot the first metric (mean ± std error bars) against the first swept key.
-
-    The x axis is categorical: the values sit evenly spaced, in increasing order for
-    numbers, each tick labelled with its value. EMA momenta such as 0.99, 0.996, 0.999
-    would overlap on a linear axis and ``0`` or ``1`` break a log axis of ``1 - m``;
-    even spacing keeps every value readable. Further swept keys give one line per
-    combination of their values. Returns False (with a warning) without matplotlib.
-    """
-    try:
-        from matplotlib.figure import Figure  # optional extra; no pyplot, so no global backend
-    except ImportError:
-        _logger.warning("matplotlib is not installed, so %s was not written; "
-                        "pip install graphmae2[plot] to get the plot", path)
-        return False
-    keys, metrics = _columns(rows)
-    metric, x_key, line_keys = metrics[0], keys[0], keys[1:]
-    xs = list(dict.fromkeys(r[x_key] for r in rows))
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in xs):
-        xs.sort()
-    position = {v: i for i, v in enumerate(xs)}
-    lines: Dict[Tuple[Any, ...], List[Dict[str, Any]]] = {}
-    for row in rows:
-        lines.setdefault(tuple(row[k] for k in line_keys), []).append(row)
-
-    fig = Figure(figsize=(max(5.0, 1.0 + 0.9 * len(xs)), 3.8), layout="constrained")
-    ax = fig.add_subplot()
-    for combo, members in lines.items():
-        members = sorted(members, key=lambda r: position[r[x_key]])
-        label = ", ".join(f"{k}={format_value(v)}" for k, v in zip(line_keys, combo)) or None
-        ax.errorbar([position[r[x_key]] for r in members], [r[f"{metric}_mean"] for r in members],
-                    yerr=[r[f"{metric}_std"] for r in members], marker="o", capsize=3, label=label)
-    ax.set_xticks(range(len(xs)), [format_value(v) for v in xs])
-    ax.set_xlabel(f"{x_key} (evenly spaced values)")
-    n = max(r["n_seeds"] for r in rows)
-    ax.set_ylabel(f"{metric} (mean ± std, {n} seed{'s' if n != 1 else ''})")
-    ax.grid(alpha=0.3)
-    if line_keys:
-        ax.legend(fontsize="small")
-    fig.savefig(path, dpi=120)
-    return True

@@ -1,34 +1,38 @@
-"""Full-batch GraphMAE2 pre-training for one seed, top to bottom.
+"""GraphMAE2 pre-training for one seed: the one training loop, top to bottom.
 
-Each epoch is one optimizer step: draw masks from their streams, forward, loss, backward,
-clip, step, EMA update, log, checkpoint. Every random draw is keyed by
-``(seed, stream, epoch)`` (see :mod:`graphmae2.seeding`), so a run resumed from a
-checkpoint at epoch k repeats the uninterrupted run bitwise.
+Each step of each epoch: take the batch source's next batch (graph, features and masks
+drawn from their streams), forward, non-finite policy, backward, clip, optimizer and
+LR-schedule steps, EMA step, log; each epoch ends with the collapse monitor and the
+checkpoint. Full batch and mini-batch differ only in the source
+(:mod:`graphmae2.batches`, :mod:`graphmae2.minibatch`), so every rule here holds for
+both. Every random draw is keyed by ``(seed, stream, step, ...)`` (see
+:mod:`graphmae2.seeding`), so a run resumed from a checkpoint at epoch k repeats the
+uninterrupted run bitwise.
 """
 from __future__ import annotations
 
 import functools
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from .batches import BatchSource, FullBatch
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Config
 from .datasets import NodeDataset
 from .ema import EMATeacher
-from .schedules import momentum_at
 from .manifest import environment, state_digests, tensor_digest, write_manifest
-from .masking import encoder_mask, remask_nodes
 from .model import GraphMAE2
 from .monitor import check_collapse, collapse_stats
-from .seeding import derive_seed, generator, init_parameters_by_name, seed_everything
+from .schedules import lr_factor
+from .seeding import derive_seed, init_parameters_by_name, seed_everything
 
 _logger = logging.getLogger(__name__)
 
@@ -39,12 +43,17 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class PretrainResult:
+    """What :func:`pretrain` returns: the trained model and teacher, the per-epoch loss
+    (mean over the epoch's steps), the monitor's records, training seconds, epochs, and
+    the final embeddings of every node when they were computed for the manifest."""
+
     model: GraphMAE2
     teacher: EMATeacher
     losses: List[float] = field(default_factory=list)
     monitor: List[Dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     epochs: int = 0
+    embeddings: Optional[Tensor] = None
 
 
 def build_model(cfg: Config, in_dim: int, seed: int) -> GraphMAE2:
@@ -104,49 +113,32 @@ def autocast(cfg: Config, device: torch.device) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16")
 
 
-def lr_factor(epoch: int, max_epoch: int, schedule: str) -> float:
-    """Multiplier of the base LR at ``epoch``: 1, or half a cosine from 1 down to 0."""
-    if schedule == "cosine":
-        return (1.0 + math.cos(math.pi * epoch / max_epoch)) * 0.5
-    return 1.0
-
-
-def draw_masks(cfg: Config, seed: int, epoch: int, num_nodes: int):  # noqa: ANN201
-    """Encoder mask and remask views for ``epoch``, each from its own stream.
-
-    View ``v`` of epoch ``e`` is keyed by ``(seed, "remask", e, v)``, so changing
-    ``num_remask`` adds or drops views without moving the others or the encoder mask.
-    """
-    m = cfg.model
-    mask = encoder_mask(num_nodes, m.mask_rate, m.replace_rate, generator(seed, "mask", epoch))
-    remasks = []
-    if m.remask_method == "random":
-        remasks = [remask_nodes(num_nodes, m.remask_rate, generator(seed, "remask", epoch, v))
-                   for v in range(m.num_remask)]
-    return mask, remasks
-
-
-def pretrain(cfg: Config, data: NodeDataset, seed: int, device: torch.device,
+def pretrain(cfg: Config, source: Union[BatchSource, NodeDataset], seed: int, device: torch.device,
              run_dir: Optional[Path] = None, resume: bool = False,
              progress: bool = True, writer: Any = None) -> PretrainResult:
-    """Pre-train GraphMAE2 on ``data`` for ``cfg.train.max_epoch`` epochs.
+    """Pre-train GraphMAE2 for ``cfg.train.max_epoch`` epochs of ``source``'s batches.
 
-    With ``run_dir``, checkpoints go to ``run_dir/checkpoint.pt`` every
-    ``train.checkpoint_every`` epochs and at the end; ``resume`` continues from it.
+    ``source`` is a :class:`~graphmae2.batches.BatchSource` (see
+    :func:`~graphmae2.batches.build_source`); a :class:`NodeDataset` trains full batch.
+    With ``run_dir``, rank 0 writes ``run_dir/checkpoint.pt`` every
+    ``train.checkpoint_every`` epochs and at the end, and ``manifest.json`` at the end;
+    ``resume`` continues from the checkpoint.
     """
     seeding = seed_everything(seed, cfg.train.deterministic)
     check_precision(cfg, device)
-    graph, x = data.graph.to(device), data.x.to(device)
-    # Sparse first-layer projection: exact, and far cheaper for ~1%-dense features on CPU.
-    sparse_input = device.type == "cpu" and float((x != 0).float().mean()) < 0.1
+    if isinstance(source, NodeDataset):
+        source = FullBatch(cfg, source, device)
     t = cfg.train
     # ====== building model, teacher, optimizer ======
-    model = build_model(cfg, data.num_features, seed).to(device)
-    teacher = EMATeacher(model.ema_source())
-    optimizer = build_optimizer(cfg, model)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda e: lr_factor(e, t.max_epoch, t.scheduler))
+    model = build_model(cfg, source.in_dim, seed).to(device)
     initial = state_digests(model)
+    teacher = EMATeacher(model.ema_source(), cfg.ema)
+    optimizer = build_optimizer(cfg, model)
+    forward = source.wrap(model)
+    steps_per_epoch = source.steps_per_epoch
+    total_steps = steps_per_epoch * t.max_epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, steps_per_epoch, t.max_epoch, t.scheduler))
     losses: List[float] = []
     monitor: List[Dict[str, float]] = []
     start, seconds = 0, 0.0
@@ -155,89 +147,104 @@ def pretrain(cfg: Config, data: NodeDataset, seed: int, device: torch.device,
         state = restore(ckpt_path, device, model, teacher, optimizer, scheduler)
         start, losses, seconds = state["epoch"], list(state["losses"]), state["seconds"]
         monitor = [dict(m) for m in state.get("monitor", [])]
-
-    first_mask = draw_masks(cfg, seed, 0, data.num_nodes)[0].mask_nodes
+    writes = source.rank == 0
+    writer = writer if writes else None
 
     def checkpoint(epoch: int) -> None:
-        if ckpt_path is None:
+        if ckpt_path is None or not writes:
             return
         save_checkpoint({
-            "config": cfg.to_dict(), "in_dim": data.num_features, "seed": seed, "epoch": epoch,
+            "config": cfg.to_dict(), "in_dim": source.in_dim, "seed": seed, "epoch": epoch,
             "model": model.state_dict(), "teacher": teacher.state_dict(),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            # Streams are counter-based: (seed, name, epoch) is their whole state.
+            # Streams are counter-based: (seed, name, step) is their whole state.
             "rng": {"seed": seed, "epoch": epoch},
             "losses": losses, "monitor": monitor, "seconds": seconds}, ckpt_path)
 
     # ====== training loop ======
-    bar = tqdm(range(start, t.max_epoch), initial=start, total=t.max_epoch,
-               desc=f"pretrain seed {seed}", disable=not progress, leave=False, dynamic_ncols=True)
-    for epoch in bar:
-        tic = time.perf_counter()
-        mask, remasks = draw_masks(cfg, seed, epoch, data.num_nodes)
-        torch.manual_seed(derive_seed(seed, "dropout", epoch))  # the dropout stream
-        model.train()
-        teacher.module.train(cfg.ema.teacher_dropout)
-        with autocast(cfg, device):
-            parts = model(graph, x, teacher, mask, remasks, sparse_input)
-        loss = parts["loss"]
-        if not torch.isfinite(loss):
-            bad = {k: v.item() for k, v in parts.items() if k != "loss" and not torch.isfinite(v)}
-            msg = (f"non-finite loss at epoch {epoch} (seed {seed}): "
-                   + ", ".join(f"{k} = {v}" for k, v in bad.items()))
-            if t.on_nan == "stop":
-                raise NonFiniteLossError(msg + (f"; last good checkpoint: {ckpt_path}" if ckpt_path else ""))
-            _logger.warning("%s; skipping this step (train.on_nan=skip)", msg)
+    bar = tqdm(total=total_steps, initial=start * steps_per_epoch, desc=f"pretrain seed {seed}",
+               disable=not progress or not writes, leave=False, dynamic_ncols=True)
+    for epoch in range(start, t.max_epoch):
+        epoch_losses = []
+        for batch in source.batches(seed, epoch):
+            tic = time.perf_counter()
+            torch.manual_seed(derive_seed(seed, "dropout", *batch.dropout_key))  # the dropout stream
+            model.train()
+            teacher.module.train(cfg.ema.teacher_dropout)
+            with autocast(cfg, device):
+                parts = forward(batch.graph, batch.x, teacher, batch.mask, batch.remasks, batch.sparse_input,
+                                batch.latent_nodes)
             optimizer.zero_grad(set_to_none=True)
+            finite = source.all_finite(parts["loss"])
+            if finite:
+                parts["loss"].backward()
+                if t.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+                optimizer.step()
+            else:
+                _non_finite(parts, epoch, batch.step, seed, t.on_nan, ckpt_path)
+            lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
-            losses.append(float("nan"))
-            continue
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if t.grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-        optimizer.step()
-        lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
-        momentum = momentum_at(epoch, t.max_epoch, cfg.ema.momentum, cfg.ema.momentum_end, cfg.ema.schedule)
-        if epoch < cfg.ema.delay_epochs:
-            teacher.copy_(model.ema_source())
-        else:
-            teacher.update_(model.ema_source(), momentum)
-        seconds += time.perf_counter() - tic
-        # ====== logging and checkpointing ======
-        values = {k: v.item() for k, v in parts.items()}
-        losses.append(values["loss"])
-        bar.set_postfix({**{k: f"{v:.4f}" for k, v in values.items()}, "m": f"{momentum:.4f}"})
-        if writer is not None:
-            for name, value in values.items():
-                writer.add_scalar(f"loss/{'total' if name == 'loss' else name}", value, epoch)
-            writer.add_scalar("lr", lr, epoch)
-            writer.add_scalar("ema/momentum", momentum, epoch)
-        if t.monitor_every and ((epoch + 1) % t.monitor_every == 0 or epoch + 1 == t.max_epoch):
-            monitor.append(_monitor(model, teacher, graph, x, epoch, writer))
-        if (epoch + 1) % t.checkpoint_every == 0 or epoch + 1 == t.max_epoch:
+            momentum = teacher.step(model.ema_source(), batch.step, total_steps, epoch) if finite \
+                else teacher.momentum(batch.step, total_steps)
+            seconds += time.perf_counter() - tic
+            # ====== logging ======
+            values = source.reduce({k: v.detach() for k, v in parts.items()})
+            epoch_losses.append(values["loss"])
+            bar.update(1)
+            bar.set_postfix({"epoch": epoch, **{k: f"{v:.4f}" for k, v in values.items()}, "m": f"{momentum:.4f}"})
+            if writer is not None:
+                for name, value in values.items():
+                    writer.add_scalar(f"loss/{'total' if name == 'loss' else name}", value, batch.step)
+                writer.add_scalar("lr", lr, batch.step)
+                writer.add_scalar("ema/momentum", momentum, batch.step)
+        losses.append(float(np.mean(epoch_losses)))
+        # ====== monitor and checkpoint ======
+        last = epoch + 1 == t.max_epoch
+        if writes and t.monitor_every and ((epoch + 1) % t.monitor_every == 0 or last):
+            monitor.append(_monitor(model, teacher, source, epoch, writer))
+        if (epoch + 1) % t.checkpoint_every == 0 or last:
             checkpoint(epoch + 1)
+            source.barrier()
     bar.close()
     teacher.module.eval()
+    teacher_digest = state_digests(teacher.module)
+    extra = source.manifest_fields(teacher_digest)  # collective: every rank calls it
     result = PretrainResult(model, teacher, losses, monitor, seconds, t.max_epoch)
-    if run_dir is not None:
+    if run_dir is not None and writes:
+        result.embeddings = source.embeddings(model)
         write_manifest(run_dir / "manifest.json", {
             "seed": seed, "seeding": seeding,
             "environment": environment(device), "initial_params": initial,
-            "first_mask_digest": tensor_digest(first_mask), "loss_trace": losses,
-            "final_params": state_digests(model), "teacher_params": state_digests(teacher.module),
-            "embedding_digest": tensor_digest(model.embed(graph, x))})
+            "first_mask_digest": tensor_digest(source.first_mask(seed)), "loss_trace": losses,
+            "final_params": state_digests(model), "teacher_params": teacher_digest, **extra,
+            "embedding_digest": tensor_digest(result.embeddings)})
     return result
 
 
+def _non_finite(parts: Dict[str, Tensor], epoch: int, step: int, seed: int, policy: str,
+                ckpt_path: Optional[Path]) -> None:
+    """``train.on_nan``: ``stop`` raises :class:`NonFiniteLossError`; ``skip`` warns and
+    the loop skips this step's backward, optimizer and EMA updates (the LR schedule still
+    advances, so later steps keep their values)."""
+    bad = {k: v.item() for k, v in parts.items() if k != "loss" and not torch.isfinite(v)}
+    msg = (f"non-finite loss at epoch {epoch} step {step} (seed {seed}): "
+           + (", ".join(f"{k} = {v}" for k, v in bad.items()) or f"loss = {parts['loss'].item()}"))
+    if policy == "stop":
+        raise NonFiniteLossError(msg + (f"; last good checkpoint: {ckpt_path}" if ckpt_path else ""))
+    _logger.warning("%s; skipping this step (train.on_nan=skip)", msg)
+
+
 @torch.no_grad()
-def _monitor(model: GraphMAE2, teacher: EMATeacher, graph, x: Tensor, epoch: int,  # noqa: ANN001
+def _monitor(model: GraphMAE2, teacher: EMATeacher, source: BatchSource, epoch: int,
              writer: Any) -> Dict[str, float]:
-    """Collapse statistics of the online embeddings and teacher targets; warns on collapse."""
-    online = model.embed(graph, x)
+    """Collapse statistics of the online embeddings and teacher targets on the source's
+    monitor batch; warns on collapse."""
+    graph, x, rows = source.monitor_batch()
+    online = model.encode(graph, x)
+    online = online if rows is None else online[rows]
     teacher.module.eval()  # clean targets, whatever ema.teacher_dropout; the next step resets the mode
-    target = teacher.module.projector(teacher.module.encoder(graph, x))
+    target = teacher.targets(graph, x, rows)
     stats = collapse_stats(online, target, model.ema_source(), teacher.module)
     if writer is not None:
         for k, v in stats.items():
@@ -246,8 +253,3 @@ def _monitor(model: GraphMAE2, teacher: EMATeacher, graph, x: Tensor, epoch: int
     if warning:
         _logger.warning(warning)
     return {"epoch": epoch, **stats}
-
-
-def embed(model: GraphMAE2, data: NodeDataset, device: torch.device) -> Tensor:
-    """Frozen encoder output for every node, on the CPU."""
-    return model.embed(data.graph.to(device), data.x.to(device)).cpu()

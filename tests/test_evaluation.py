@@ -310,13 +310,13 @@ def test_probe_weight_decay_grid_picks_by_validation_accuracy(cora):
     """The grid value reported is the one with the best validation accuracy (first on
     ties), and its test accuracy is that run's: the test split plays no part."""
     from graphmae2.config import load_config
-    from graphmae2.experiment import probe
+    from graphmae2.evaluation import probe
 
     emb = torch.randn(cora.num_nodes, 16, generator=torch.Generator().manual_seed(0)) + \
         F.one_hot(cora.y, 16).float()
     grid = [1.0, 1e-4, 0.1]
     cfg = load_config(None, ["eval.max_epoch=30", f"eval.weight_decay_grid={grid}"])
-    chosen = probe(cfg, emb, cora, seed=0)
+    chosen = probe(cfg.eval, emb, cora, seed=0)
     single = [linear_probe(emb, cora.y, cora.train_mask, cora.val_mask, cora.test_mask, lr=cfg.eval.lr,
                            weight_decay=wd, max_epoch=30, seed=0) for wd in grid]
     best = max(range(len(grid)), key=lambda i: (single[i].val_acc, -i))

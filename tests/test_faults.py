@@ -34,7 +34,7 @@ def nan_from_epoch(monkeypatch, epoch):
 def test_nan_loss_stops_naming_epoch_and_part_and_keeps_checkpoint(cora, tmp_path, monkeypatch):
     nan_from_epoch(monkeypatch, 2)
     cfg = load_config(None, tiny_overrides(**{"train.max_epoch": 5}))
-    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at epoch 2 \(seed 0\): latent = nan"):
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at epoch 2 step 2 \(seed 0\): latent = nan"):
         pretrain(cfg, cora, 0, CPU, tmp_path, progress=False)
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == 2
 

@@ -2,9 +2,8 @@
 import torch
 
 from graphmae2.config import load_config
-from graphmae2.masking import encoder_mask, masked_input, remask_nodes
+from graphmae2.masking import draw_masks, encoder_mask, masked_input, remask_nodes
 from graphmae2.seeding import generator
-from graphmae2.trainer import draw_masks
 
 
 def test_encoder_mask_counts_and_disjointness():
@@ -34,8 +33,8 @@ def test_mask_streams_are_isolated_from_num_remask_and_latent_branch():
     a = load_config(None, ["model.num_remask=1", "model.lam=0"])
     b = load_config(None, ["model.num_remask=3", "model.lam=1.0"])
     for epoch in range(5):
-        ma, ra = draw_masks(a, 7, epoch, 300)
-        mb, rb = draw_masks(b, 7, epoch, 300)
+        ma, ra = draw_masks(a.model, 7, epoch, 300)
+        mb, rb = draw_masks(b.model, 7, epoch, 300)
         assert torch.equal(ma.mask_nodes, mb.mask_nodes) and torch.equal(ma.noise_sources, mb.noise_sources)
         assert torch.equal(ra[0], rb[0])  # view 0 is the same whatever the number of views
         assert len(ra) == 1 and len(rb) == 3
@@ -43,6 +42,6 @@ def test_mask_streams_are_isolated_from_num_remask_and_latent_branch():
 
 def test_masks_change_between_epochs_and_seeds():
     cfg = load_config(None)
-    m0 = draw_masks(cfg, 0, 0, 300)[0].mask_nodes
-    assert not torch.equal(m0, draw_masks(cfg, 0, 1, 300)[0].mask_nodes)
-    assert not torch.equal(m0, draw_masks(cfg, 1, 0, 300)[0].mask_nodes)
+    m0 = draw_masks(cfg.model, 0, 0, 300)[0].mask_nodes
+    assert not torch.equal(m0, draw_masks(cfg.model, 0, 1, 300)[0].mask_nodes)
+    assert not torch.equal(m0, draw_masks(cfg.model, 1, 0, 300)[0].mask_nodes)

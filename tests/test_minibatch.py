@@ -12,8 +12,10 @@ import torch
 from graphmae2.cli import main
 from graphmae2.config import load_config
 from graphmae2.datasets.synthetic import synthetic_graph
-from graphmae2.minibatch import EgoCollate, draw_batch_masks, embed_minibatch, induced_union, pretrain_minibatch
+from graphmae2.masking import draw_ego_masks
+from graphmae2.minibatch import EgoBatches, EgoCollate, ego_embeddings, induced_union
 from graphmae2.sampling import ego_graphs
+from graphmae2.trainer import pretrain
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
@@ -46,8 +48,9 @@ def small():
 def test_masks_of_an_ego_do_not_depend_on_its_batch(small):
     cfg, data, egos = small
     collate = EgoCollate(egos, data.graph, data.x)
-    alone = draw_batch_masks(cfg, 0, 3, collate([5]))[0].mask_nodes
-    together = draw_batch_masks(cfg, 0, 3, collate([7, 5]))[0]
+    one, two = collate([5]), collate([7, 5])
+    alone = draw_ego_masks(cfg.model, 0, 3, one.sizes, one.ego_ids)[0].mask_nodes
+    together = draw_ego_masks(cfg.model, 0, 3, two.sizes, two.ego_ids)[0]
     size7 = len(egos[7])
     in_batch = together.mask_nodes[together.mask_nodes >= size7] - size7
     assert torch.equal(alone, in_batch)
@@ -55,10 +58,10 @@ def test_masks_of_an_ego_do_not_depend_on_its_batch(small):
 
 def test_minibatch_pretraining_learns_and_embeds_every_node(small, tmp_path):
     cfg, data, egos = small
-    result = pretrain_minibatch(cfg, data.graph, data.x, egos, 0, CPU, tmp_path, progress=False)
+    result = pretrain(cfg, EgoBatches(cfg, data.graph, data.x, egos, CPU), 0, CPU, tmp_path, progress=False)
     assert len(result.losses) == cfg.train.max_epoch and all(np.isfinite(result.losses))
     assert result.losses[-1] < result.losses[0]
-    z = embed_minibatch(result.model, data.graph, data.x, egos, CPU, batch_size=300)
+    z = ego_embeddings(result.model, data.graph, data.x, egos, CPU, batch_size=300)
     assert z.shape == (data.num_nodes, cfg.model.num_hidden) and torch.isfinite(z).all()
 
 
@@ -66,16 +69,16 @@ def test_memory_mapped_features_give_the_same_run(small, tmp_path):
     cfg, data, egos = small
     path = tmp_path / "x.npy"
     np.save(path, data.x.numpy())
-    a = pretrain_minibatch(cfg, data.graph, data.x, egos, 0, CPU, progress=False)
-    b = pretrain_minibatch(cfg, data.graph, np.load(path, mmap_mode="r"), egos, 0, CPU, progress=False)
+    a = pretrain(cfg, EgoBatches(cfg, data.graph, data.x, egos, CPU), 0, CPU, progress=False)
+    b = pretrain(cfg, EgoBatches(cfg, data.graph, np.load(path, mmap_mode="r"), egos, CPU), 0, CPU, progress=False)
     assert a.losses == b.losses
 
 
 def test_loader_workers_give_the_same_run(small):
     cfg, data, egos = small
     workers = load_config("synthetic-small.yaml", ["data.num_workers=2"])
-    a = pretrain_minibatch(cfg, data.graph, data.x, egos, 0, CPU, progress=False)
-    b = pretrain_minibatch(workers, data.graph, data.x, egos, 0, CPU, progress=False)
+    a = pretrain(cfg, EgoBatches(cfg, data.graph, data.x, egos, CPU), 0, CPU, progress=False)
+    b = pretrain(workers, EgoBatches(workers, data.graph, data.x, egos, CPU), 0, CPU, progress=False)
     assert a.losses == b.losses
     assert all(torch.equal(p, q) for p, q in zip(a.model.state_dict().values(), b.model.state_dict().values()))
 

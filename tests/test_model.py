@@ -5,7 +5,8 @@ import torch
 from graphmae2.config import load_config
 from graphmae2.ema import EMATeacher
 from graphmae2.evaluation import linear_probe
-from graphmae2.trainer import build_model, draw_masks, embed, pretrain
+from graphmae2.masking import draw_masks
+from graphmae2.trainer import build_model, pretrain
 
 from conftest import tiny_overrides
 
@@ -20,7 +21,7 @@ def test_teacher_sees_the_unmasked_features(cora):
     teacher = EMATeacher(model.ema_source())
     seen = []
     teacher.module.encoder.layers[0].register_forward_pre_hook(lambda m, args: seen.append(args[1]))
-    mask, remasks = draw_masks(cfg, 0, 0, cora.num_nodes)
+    mask, remasks = draw_masks(cfg.model, 0, 0, cora.num_nodes)
     model(cora.graph, cora.x, teacher, mask, remasks, sparse_input=False)
     assert len(seen) == 1 and torch.equal(seen[0], cora.x)
 
@@ -32,7 +33,7 @@ def test_latent_loss_is_taken_on_the_configured_nodes(cora, where):
     teacher = EMATeacher(model.ema_source())
     targets = []
     teacher.module.projector.register_forward_hook(lambda m, args, out: targets.append(out))
-    mask, remasks = draw_masks(cfg, 0, 0, cora.num_nodes)
+    mask, remasks = draw_masks(cfg.model, 0, 0, cora.num_nodes)
     model(cora.graph, cora.x, teacher, mask, remasks)
     expected = cora.num_nodes if where == "all" else mask.keep_nodes.numel()
     assert len(targets) == 1 and targets[0].shape == (expected, cfg.model.num_hidden)
@@ -42,7 +43,7 @@ def test_sparse_and_dense_input_paths_agree(cora):
     cfg = small_cfg()
     model = build_model(cfg, cora.num_features, 0).eval()
     teacher = EMATeacher(model.ema_source())
-    mask, remasks = draw_masks(cfg, 0, 0, cora.num_nodes)
+    mask, remasks = draw_masks(cfg.model, 0, 0, cora.num_nodes)
     with torch.no_grad():
         dense = model(cora.graph, cora.x, teacher, mask, remasks, sparse_input=False)
         sparse = model(cora.graph, cora.x, teacher, mask, remasks, sparse_input=True)
@@ -60,7 +61,7 @@ def test_fast_decode_matches_a_dense_decode_per_view(cora, remask, decoder, late
                        "model.latent_nodes": "all" if latent == "all" else "unmasked"})
     model = build_model(cfg, cora.num_features, 0).eval()  # no dropout: paths comparable
     teacher = EMATeacher(model.ema_source())
-    mask, remasks = draw_masks(cfg, 0, 0, cora.num_nodes)
+    mask, remasks = draw_masks(cfg.model, 0, 0, cora.num_nodes)
     latent_nodes = torch.arange(0, cora.num_nodes, 97) if latent == "given" else None
     results = []
     for fast in (True, False):
@@ -86,7 +87,7 @@ def test_bf16_autocast_loss_is_close_to_fp32(cora, remask):
     cfg = small_cfg(**{"model.remask_method": remask, "train.precision": "bf16"})
     model = build_model(cfg, cora.num_features, 0).eval()
     teacher = EMATeacher(model.ema_source())
-    mask, remasks = draw_masks(cfg, 0, 0, cora.num_nodes)
+    mask, remasks = draw_masks(cfg.model, 0, 0, cora.num_nodes)
     fp32 = model(cora.graph, cora.x, teacher, mask, remasks, sparse_input=True)
     with autocast(cfg, torch.device("cpu")):
         bf16 = model(cora.graph, cora.x, teacher, mask, remasks, sparse_input=True)
@@ -101,7 +102,7 @@ def test_fixed_remask_and_no_latent_branch_run(cora):
     cfg = small_cfg(**{"model.remask_method": "fixed", "model.lam": 0})
     model = build_model(cfg, cora.num_features, 0)
     teacher = EMATeacher(model.ema_source())
-    out = model(cora.graph, cora.x, teacher, *draw_masks(cfg, 0, 0, cora.num_nodes))
+    out = model(cora.graph, cora.x, teacher, *draw_masks(cfg.model, 0, 0, cora.num_nodes))
     assert float(out["latent"]) == 0.0 and torch.isfinite(out["rec"])
     out["loss"].backward()
     assert model.dec_mask_token.grad is None or float(model.dec_mask_token.grad.abs().sum()) == 0.0
@@ -143,7 +144,7 @@ def test_loss_falls_and_probe_beats_random_features(cora):
     first, last = sum(result.losses[:5]) / 5, sum(result.losses[-5:]) / 5
     assert last < 0.9 * first, (first, last)
     kwargs = dict(lr=0.01, weight_decay=1e-4, max_epoch=100, seed=0)
-    emb = embed(result.model, cora, torch.device("cpu"))
+    emb = result.model.encode(cora.graph, cora.x)
     learned = linear_probe(emb, cora.y, cora.train_mask, cora.val_mask, cora.test_mask, **kwargs)
     noise = torch.randn(emb.shape, generator=torch.Generator().manual_seed(0))
     chance = linear_probe(noise, cora.y, cora.train_mask, cora.val_mask, cora.test_mask, **kwargs)
@@ -162,7 +163,7 @@ def test_collapse_monitor_warns_on_constant_embeddings_and_not_on_a_normal_run(c
 
     from graphmae2.model import GraphMAE2
 
-    monkeypatch.setattr(GraphMAE2, "embed", lambda self, graph, x: torch.ones(x.shape[0], self.out_dim))
+    monkeypatch.setattr(GraphMAE2, "encode", lambda self, graph, x: torch.ones(x.shape[0], self.out_dim))
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="graphmae2.trainer"):
         collapsed = pretrain(cfg, cora, 0, torch.device("cpu"), progress=False)
@@ -176,7 +177,7 @@ def test_every_encoder_decoder_pair_trains_a_step(cora, encoder, decoder):
     cfg = small_cfg(**{"model.encoder": encoder, "model.decoder": decoder})
     model = build_model(cfg, cora.num_features, 0)
     teacher = EMATeacher(model.ema_source())
-    out = model(cora.graph, cora.x, teacher, *draw_masks(cfg, 0, 0, cora.num_nodes), sparse_input=True)
+    out = model(cora.graph, cora.x, teacher, *draw_masks(cfg.model, 0, 0, cora.num_nodes), sparse_input=True)
     out["loss"].backward()
     assert torch.isfinite(out["loss"]) and model.encoder_to_decoder.weight.grad is not None
 
@@ -185,7 +186,7 @@ def test_decoder_with_several_heads_reconstructs_in_feature_space(cora):
     cfg = small_cfg(**{"model.num_out_heads": 2})
     model = build_model(cfg, cora.num_features, 0)
     out = model(cora.graph, cora.x, EMATeacher(model.ema_source()),
-                *draw_masks(cfg, 0, 0, cora.num_nodes), sparse_input=True)
+                *draw_masks(cfg.model, 0, 0, cora.num_nodes), sparse_input=True)
     assert torch.isfinite(out["loss"])
 
 

@@ -140,11 +140,10 @@ def test_take_rows_builds_the_masked_input_exactly(cora):
     """Rows gathered from the cached CSR (token rows empty, noise rows copied) give the
     same sparse matrix, so the same projection bitwise, as converting the dense masked input."""
     from graphmae2.config import load_config
-    from graphmae2.masking import input_rows, masked_input, token_rows
-    from graphmae2.trainer import draw_masks
+    from graphmae2.masking import draw_masks, input_rows, masked_input, token_rows
 
     cfg = load_config("cora.yaml", ["model.replace_rate=0.15"])  # noise rows too
-    mask, _ = draw_masks(cfg, 0, 0, cora.num_nodes)
+    mask, _ = draw_masks(cfg.model, 0, 0, cora.num_nodes)
     assert mask.noise_nodes.numel() > 0 and mask.token_nodes.numel() > 0
     is_token = token_rows(cora.num_nodes, mask, cora.x.device, cora.x.dtype)
     token = torch.randn(1, cora.num_features)

@@ -7,18 +7,19 @@ import sys
 import pytest
 import torch
 
-import graphmae2.sweep as sweep_mod
+import graphmae2.experiment as experiment
 from graphmae2.config import Config, ConfigError, load_config
-from graphmae2.sweep import (format_table, grid, is_sweep_dir, load_sweep_spec, parse_sweep,
-                             plot_sweep, point_name, run_sweep)
+from graphmae2.experiment import SeedRun
+from graphmae2.sweep import grid, is_sweep_dir, load_sweep_spec, parse_sweep, point_name, run_sweep
+from graphmae2.sweep_report import best_index, format_table, plot_sweep
 
 TINY = ["model.num_hidden=16", "model.num_heads=2", "model.projector_hidden=8", "model.num_remask=1",
         "train.max_epoch=2", "train.checkpoint_every=1", "eval.max_epoch=10"]
 CPU = torch.device("cpu")
 
 
-def _row(momentum, mean, n=2):
-    return {"ema.momentum": momentum, "test_acc_mean": mean, "test_acc_std": 0.01, "val_acc_mean": 0.5,
+def _row(momentum, mean, n=2, val=0.5):
+    return {"ema.momentum": momentum, "test_acc_mean": mean, "test_acc_std": 0.01, "val_acc_mean": val,
             "val_acc_std": 0.02, "n_seeds": n, "n_failed": 0, "seconds_mean": 1.25}
 
 
@@ -84,12 +85,22 @@ def test_point_name_is_filesystem_safe_and_drops_trailing_zero():
 
 # ====== reports ======
 
-def test_format_table_marks_best_row_and_shows_mean_and_std():
-    table = format_table([_row(0.9, 0.70), _row(0.99, 0.75), _row(1.0, 0.60)])
-    lines = table.splitlines()
+def test_format_table_stars_the_best_validation_row_not_the_best_test_row():
+    """Regression: the star followed test accuracy. m=0.99 has the best test mean, m=0.9
+    the best validation mean: the star (and best_index) must go to 0.9, in its val column."""
+    rows = [_row(0.9, 0.70, val=0.62), _row(0.99, 0.75, val=0.58), _row(1.0, 0.60, val=0.40)]
+    assert best_index(rows) == 0
+    lines = format_table(rows).splitlines()
     assert lines[0] == "| ema.momentum | test_acc | val_acc | seeds | seconds |"
-    assert lines[3] == "| 0.99 | **0.7500 ± 0.0100** ★ | 0.5000 ± 0.0200 | 2 | 1.2 |"
-    assert sum("★" in line for line in lines) == 1
+    assert lines[2] == "| 0.9 | 0.7000 ± 0.0100 | **0.6200 ± 0.0200** ★ | 2 | 1.2 |"
+    assert sum("★" in line for line in lines[:5]) == 1
+    assert "chosen on validation" in lines[-1]
+
+
+def test_rows_without_a_validation_metric_star_nothing():
+    rows = [{"ema.momentum": 0.9, "nmi_mean": 0.4, "nmi_std": 0.0, "ari_mean": 0.3, "ari_std": 0.0,
+             "n_seeds": 1, "n_failed": 0, "seconds_mean": 1.0}]
+    assert best_index(rows) is None and "★" not in format_table(rows)
 
 
 def test_plot_is_skipped_with_a_warning_without_matplotlib(tmp_path, monkeypatch, caplog):
@@ -129,7 +140,8 @@ def test_run_sweep_writes_point_dirs_csv_markdown_and_plot(finished_sweep):
     expected = json.loads((sweep_dir / "ema.momentum=0.996" / "metrics.json").read_text())["test_acc_mean"]
     assert float(table[1]["test_acc_mean"]) == pytest.approx(expected)
     md = (sweep_dir / "sweep.md").read_text()
-    assert md.count("★") == 1 and md.strip() == format_table(rows)
+    assert sum("★" in line for line in md.splitlines() if line.startswith("|")) == 1
+    assert md.strip() == format_table(rows)
     assert (sweep_dir / "sweep.png").stat().st_size > 0
 
 
@@ -159,16 +171,18 @@ def test_resume_runs_only_the_missing_point_and_seed(finished_sweep, cora, tmp_p
     missing.unlink()
     others = {p: p.stat().st_mtime_ns for p in sweep_dir.glob("*/seed-*/result.json")}
     calls = []
-    real = sweep_mod.run_experiment
+    real = experiment.run_seed
 
-    def counting(cfg, run_dir, *args, **kwargs):
-        calls.append((run_dir.name, cfg.train.seeds, kwargs["resume"]))
-        return real(cfg, run_dir, *args, **kwargs)
+    def counting(cfg, data, seed, device, seed_dir, resume, *args, **kwargs):
+        calls.append((seed_dir.parent.name, seed, resume))
+        return real(cfg, data, seed, device, seed_dir, resume, *args, **kwargs)
 
-    monkeypatch.setattr(sweep_mod, "run_experiment", counting)
+    monkeypatch.setattr(experiment, "run_seed", counting)
+    configs = {p: (p / "config.yaml").read_text() for p in sweep_dir.glob("ema.momentum=*")}
     base, sweeps, seeds = load_sweep_spec(sweep_dir)
     rows = run_sweep(base, sweeps, seeds, sweep_dir, CPU, data=cora, resume=True, progress=False)
-    assert calls == [("ema.momentum=0.996", [1], True)]
+    assert calls == [("ema.momentum=0.996", 1, True)]
+    assert {p: (p / "config.yaml").read_text() for p in configs} == configs
     assert {p: p.stat().st_mtime_ns for p in others} == others
     # The seed's checkpoint was final, so resuming repeats its evaluation exactly.
     assert json.loads(missing.read_text())["test_acc"] == before["test_acc"]
@@ -187,13 +201,14 @@ def test_diverged_run_is_counted_left_out_of_means_and_the_sweep_goes_on(tmp_pat
                                                                           caplog):
     from graphmae2.trainer import NonFiniteLossError
 
-    def fake(cfg, run_dir, *args, **kwargs):
-        seed = cfg.train.seeds[0]
+    def fake(cfg, data, seed, device, seed_dir, *args, **kwargs):
         if cfg.ema.momentum == 0.0 and seed == 1:
             raise NonFiniteLossError("non-finite loss at epoch 1 (seed 1): rec = nan")
-        return {"seeds": {str(seed): {"test_acc": 0.5 + seed / 10, "val_acc": 0.4, "seconds": 2.0}}}
+        seed_dir.mkdir(parents=True)
+        (seed_dir / "checkpoint.pt").write_bytes(b"")
+        return SeedRun(None, {"test_acc": 0.5 + seed / 10, "val_acc": 0.4, "seconds": 2.0})
 
-    monkeypatch.setattr(sweep_mod, "run_experiment", fake)
+    monkeypatch.setattr(experiment, "run_seed", fake)
     rows = run_sweep(load_config(None, TINY), parse_sweep(["ema.momentum=0,1"]), [0, 1], tmp_path,
                      CPU, data=cora, progress=False)
     assert [(r["n_seeds"], r["n_failed"]) for r in rows] == [(1, 1), (2, 0)]

@@ -1,5 +1,7 @@
 """Evaluation of a pre-trained encoder: linear probe, fine-tuning, k-means clustering.
 
+:func:`evaluate` is the entry point: it runs the protocol ``eval.mode`` names.
+
 Every function here is deterministic for fixed inputs and seed and leaves torch's
 global RNG state as it found it; all randomness comes from the ``"probe"`` stream of
 :mod:`graphmae2.seeding`, so evaluation never shifts or depends on training's draws.
@@ -7,9 +9,11 @@ global RNG state as it found it; all randomness comes from the ``"probe"`` strea
 from .cluster import cluster
 from .finetune import finetune
 from .linear import linear_probe
+from .modes import can_evaluate, evaluate, probe
 from .selection import BestValidation, ProbeResult
 
 #: Evaluation modes, in the order the config lists them.
 EVAL_MODES = ("linear", "finetune", "cluster")
 
-__all__ = ["EVAL_MODES", "BestValidation", "ProbeResult", "cluster", "finetune", "linear_probe"]
+__all__ = ["EVAL_MODES", "BestValidation", "ProbeResult", "can_evaluate", "cluster", "evaluate", "finetune",
+           "linear_probe", "probe"]
