@@ -89,6 +89,9 @@ class ModelConfig:
                             "over the latent nodes, no affine), batchnorm (BatchNorm in the projector, as "
                             "BYOL/BGRL), centre (target minus an EMA centre, as DINO)",
                             choices=("reference", "standardise", "batchnorm", "centre"))
+    drop_edge_rate: float = _f(0.0, "DropEdge: each step the encoder and the EMA teacher each see the graph with "
+                               "this fraction of edges dropped, two independent draws (the reference's "
+                               "drop_edge_rate); the decoder sees the full graph", low=0.0, high=1.0, high_open=True)
     centre_momentum: float = _f(0.9, "momentum of the latent_target=centre centre, per step (DINO's 0.9)",
                                 low=0.0, high=1.0, high_open=True)
 

@@ -6,12 +6,14 @@ each directed edge kept with probability ``1 - rate``, self-loops re-added); the
 keeps the full graph. The teacher then sees another view of the graph than the student,
 so its targets are not the student's own input echoed back. Here the same holds in full
 batch and mini-batch mode, and each view is drawn from its own named stream
-(:mod:`graphmae2.seeding`): ``(seed, "drop_edge", step, "encoder" | "teacher")``, on the
-CPU, so the graphs are the same on every device and a resumed run draws them again bitwise.
+(:mod:`graphmae2.seeding`): ``(seed, "drop_edge", *key, "encoder" | "teacher")`` with the
+step's dropout key (``(step,)`` full batch, ``(step, rank)`` mini-batch: each rank's
+batch is another graph), on the CPU, so the graphs are the same on every device and a
+resumed run draws them again bitwise.
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Sequence, Tuple
 
 import torch
 
@@ -48,11 +50,12 @@ def drop_edges(graph: Graph, rate: float, gen: torch.Generator) -> Graph:
                             coalesce=False).to(graph.device)
 
 
-def edge_views(graph: Graph, rate: float, seed: int, step: int) -> Tuple[Graph, Graph]:
-    """``(encoder graph, teacher graph)`` for global step ``step``: two independent
-    :func:`drop_edges` draws from the streams ``(seed, "drop_edge", step, view)``; both
-    are ``graph`` itself when ``rate`` is 0 (nothing is drawn)."""
+def edge_views(graph: Graph, rate: float, seed: int, key: Sequence[int]) -> Tuple[Graph, Graph]:
+    """``(encoder graph, teacher graph)`` for the step keyed ``key`` (the batch's
+    ``dropout_key``): two independent :func:`drop_edges` draws from the streams
+    ``(seed, "drop_edge", *key, view)``; both are ``graph`` itself when ``rate`` is 0
+    (nothing is drawn)."""
     if rate == 0.0:
         return graph, graph
-    enc, teach = (drop_edges(graph, rate, generator(seed, "drop_edge", step, view)) for view in VIEWS)
+    enc, teach = (drop_edges(graph, rate, generator(seed, "drop_edge", *key, view)) for view in VIEWS)
     return enc, teach

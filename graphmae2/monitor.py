@@ -36,7 +36,7 @@ so call :func:`collapse_stats` every few hundred steps, not every step.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Dict, Mapping, Optional
+from typing import TYPE_CHECKING, Dict, Mapping, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -261,6 +261,19 @@ def latent_stats(model: "GraphMAE2", teacher: "EMATeacher", graph: "Graph", x: T
         teacher.module.train(teacher_training)
     return {**target_stats(pred, target),
             "teacher_information": teacher_information(model, teacher, graph, x, rows)}
+
+
+#: Monitor values a run reports once more at the top level of its ``result.json`` (the last
+#: monitor record's), so sweep tables carry them as columns (mean ± std over seeds).
+SWEEP_KEYS = ("target_eff_rank_centred", "target_cos_to_mean", "teacher_information")
+
+
+def final_stats(records: Sequence[Mapping[str, float]]) -> Dict[str, float]:
+    """The :data:`SWEEP_KEYS` of the last monitor record that has them (``{}`` if none)."""
+    for record in reversed(records):
+        if all(k in record for k in SWEEP_KEYS):
+            return {k: float(record[k]) for k in SWEEP_KEYS}
+    return {}
 
 
 def check_target_collapse(stats: Mapping[str, float], dim: int, epoch: int) -> Optional[str]:

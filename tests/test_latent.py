@@ -7,7 +7,8 @@ from graphmae2.config import load_config
 from graphmae2.ema import EMATeacher
 from graphmae2.manifest import state_digests
 from graphmae2.model import STANDARDISE_EPS, standardise
-from graphmae2.trainer import build_model, draw_masks, pretrain
+from graphmae2.masking import draw_masks
+from graphmae2.trainer import build_model, pretrain
 
 from conftest import tiny_overrides
 
@@ -90,7 +91,7 @@ def test_batchnorm_projector_normalises_with_the_latent_nodes_statistics_in_eval
 def test_centre_is_subtracted_and_moves_towards_the_mean_target_after_a_training_forward(cora):
     cfg, model, teacher = _model(cora, "centre", **{"model.centre_momentum": 0.75})
     assert torch.equal(model.latent_centre, torch.zeros(model.out_dim))
-    mask, remasks = draw_masks(cfg, 0, 0, cora.num_nodes)
+    mask, remasks = draw_masks(cfg.model, 0, 0, cora.num_nodes)
     model.train()
     model(cora.graph, cora.x, teacher, mask, remasks)
     rows = mask.keep_nodes                                                # latent_nodes: unmasked
@@ -114,7 +115,7 @@ def test_latent_pair_standardises_over_the_given_latent_nodes_only(cora):
     for z in (pred, target):
         assert z.shape == (6, model.out_dim)
         torch.testing.assert_close(z.mean(0), torch.zeros(model.out_dim), atol=1e-5, rtol=0)
-    mask, remasks = draw_masks(cfg, 0, 0, cora.num_nodes)
+    mask, remasks = draw_masks(cfg.model, 0, 0, cora.num_nodes)
     out = model(cora.graph, cora.x, teacher, mask, remasks, latent_nodes=centres)
     assert torch.isfinite(out["latent"]) and 0 < out["latent"].item() < 2
 
