@@ -89,3 +89,26 @@ def test_monitor_warns_on_the_reference_targets_collapse_and_not_on_standardised
                                            + ["model.latent_target=standardise"]), cora, 0, CPU, progress=False)
     assert not [r for r in caplog.records if "latent targets collapsed" in r.message]
     assert std.monitor[-1]["target_eff_rank_centred"] > 0.1 * 64
+
+
+@pytest.mark.parametrize("target", ["centre", "standardise"])
+def test_torchrun_two_ranks_keep_one_teacher_with_new_targets_and_drop_edge(target, tmp_path):
+    """Two gloo ranks, each standardising (or centring) over its own batch's latent nodes
+    and drawing its own DropEdge views: the teachers stay identical on both ranks."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    sets = [f"data.root={tmp_path / 'cache'}", f"model.latent_target={target}", "model.drop_edge_rate=0.2",
+            "train.max_epoch=1"]
+    port = {"centre": "29541", "standardise": "29542"}[target]
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                          "--master_port", port, "train.py", "--config", "synthetic-small.yaml", "--quiet",
+                          "--out", str(tmp_path / "two"), "--set", *sets],
+                         cwd=root, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"),
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    two = json.loads(next((tmp_path / "two").glob("*/seed-0/manifest.json")).read_text())
+    assert two["world_size"] == 2 and len(set(two["teacher_digest_by_rank"])) == 1
