@@ -20,7 +20,7 @@ import json
 import logging
 import statistics
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import yaml
@@ -61,30 +61,38 @@ def _mean_std(values: List[float]) -> str:
     return f"{statistics.fmean(values):.4f} ± {statistics.pstdev(values):.4f}"
 
 
-def collect(sweep_dir: Path) -> List[Dict[str, Any]]:
-    """One row per finished point: momentum, target, per-seed metrics and statistics."""
-    spec = json.loads((sweep_dir / "sweep.json").read_text())
+def collect(sweep_dirs: List[Path]) -> List[Dict[str, Any]]:
+    """One row per (momentum, latent target), pooling the finished seeds of every sweep
+    directory given (a point may be split over several, e.g. seeds 0-1 and 2-4)."""
     data_cache: Dict[str, NodeDataset] = {}
-    rows = []
-    for point in sorted(p for p in sweep_dir.iterdir() if p.is_dir()):
-        cfg = Config.from_dict(yaml.safe_load((point / "config.yaml").read_text()), str(point))
-        seeds = [point / f"seed-{s}" for s in spec["seeds"]]
-        done = [s for s in seeds if (s / "result.json").exists() and (s / "checkpoint.pt").exists()]
-        if not done:
-            continue
-        results = [json.loads((s / "result.json").read_text()) for s in done]
-        finals = [final_latent_stats(s, data_cache) for s in done]
-        rows.append({"momentum": cfg.ema.momentum, "target": cfg.model.latent_target,
-                     "n": len(done), "val": [r["val_acc"] for r in results],
-                     "test": [r["test_acc"] for r in results],
-                     # the teacher's own output (collapse_stats), last monitor epoch
-                     "teacher_rank": [r["monitor"][-1]["eff_rank_target_centred"] for r in results],
-                     "teacher_cos": [r["monitor"][-1]["cos_to_mean_target"] for r in results],
-                     "online_rank": [r["monitor"][-1]["eff_rank_online"] for r in results],
-                     # the pair the loss compares
-                     "loss_rank": [f["target_eff_rank_centred"] for f in finals],
-                     "info": [f["teacher_information"] for f in finals]})
-    return rows
+    pooled: Dict[Tuple[float, str], Dict[str, Any]] = {}
+    for sweep_dir in sweep_dirs:
+        spec = json.loads((sweep_dir / "sweep.json").read_text())
+        for point in sorted(p for p in sweep_dir.iterdir() if p.is_dir()):
+            cfg = Config.from_dict(yaml.safe_load((point / "config.yaml").read_text()), str(point))
+            row = pooled.setdefault((cfg.ema.momentum, cfg.model.latent_target), {
+                "momentum": cfg.ema.momentum, "target": cfg.model.latent_target, "seeds": [],
+                **{k: [] for k in ("val", "test", "teacher_rank", "teacher_cos", "online_rank",
+                                   "loss_rank", "info")}})
+            for seed in spec["seeds"]:
+                seed_dir = point / f"seed-{seed}"
+                if not ((seed_dir / "result.json").exists() and (seed_dir / "checkpoint.pt").exists()):
+                    continue
+                if seed in row["seeds"]:
+                    raise ValueError(f"{seed_dir}: seed {seed} of ema.momentum={cfg.ema.momentum:g}, "
+                                     f"model.latent_target={cfg.model.latent_target} is in two sweep directories")
+                result = json.loads((seed_dir / "result.json").read_text())
+                final = final_latent_stats(seed_dir, data_cache)
+                last = result["monitor"][-1]  # the trainer's monitor at the last epoch
+                row["seeds"].append(seed)
+                row["val"].append(result["val_acc"])
+                row["test"].append(result["test_acc"])
+                row["teacher_rank"].append(last["eff_rank_target_centred"])   # the teacher's own output
+                row["teacher_cos"].append(last["cos_to_mean_target"])
+                row["online_rank"].append(last["eff_rank_online"])
+                row["loss_rank"].append(final["target_eff_rank_centred"])    # the target as compared
+                row["info"].append(final["teacher_information"])
+    return [r for r in pooled.values() if r["seeds"]]
 
 
 def table(rows: List[Dict[str, Any]]) -> str:
@@ -101,7 +109,7 @@ def table(rows: List[Dict[str, Any]]) -> str:
         lines.append(f"| {r['target']} | {r['momentum']:g} | {_mean_std(r['val'])}{star} | {_mean_std(r['test'])} "
                      f"| {statistics.fmean(r['teacher_rank']):.1f} | {statistics.fmean(r['teacher_cos']):.4f} "
                      f"| {statistics.fmean(r['loss_rank']):.1f} | {statistics.fmean(r['info']):.3f} "
-                     f"| {statistics.fmean(r['online_rank']):.0f} | {r['n']} |")
+                     f"| {statistics.fmean(r['online_rank']):.0f} | {len(r['seeds'])} |")
     return "\n".join(lines)
 
 
@@ -145,7 +153,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_grad_enabled(True)
-    rows = [row for d in args.sweep_dirs for row in collect(d)]
+    rows = collect(args.sweep_dirs)
     _logger.info("%s", table(rows))
     if args.plot:
         plot(rows, args.plot, args.title)
