@@ -91,6 +91,16 @@ class ModelConfig:
                            "saw unmasked, or all nodes (masked ones too, as the authors' full-batch script)",
                            choices=("unmasked", "all"))
     projector_hidden: int = _f(256, "hidden width of the latent projector", low=1)
+    latent_target: str = _f("reference", "how the latent loss compares prediction and EMA target (formulas in "
+                            "graphmae2/model.py): reference (GraphMAE2's, as is), standardise (both per dimension "
+                            "over the latent nodes, no affine), batchnorm (BatchNorm in the projector, as "
+                            "BYOL/BGRL), centre (target minus an EMA centre, as DINO)",
+                            choices=("reference", "standardise", "batchnorm", "centre"))
+    drop_edge_rate: float = _f(0.0, "DropEdge: each step the encoder and the EMA teacher each see the graph with "
+                               "this fraction of edges dropped, two independent draws (the reference's "
+                               "drop_edge_rate); the decoder sees the full graph", low=0.0, high=1.0, high_open=True)
+    centre_momentum: float = _f(0.9, "momentum of the latent_target=centre centre, per step (DINO's 0.9)",
+                                low=0.0, high=1.0, high_open=True)
 
 
 @dataclass
@@ -98,7 +108,10 @@ class EMAConfig:
     momentum: float = _f(0.996, "teacher momentum m in t <- m*t + (1-m)*s", low=0.0, high=1.0)
     schedule: str = _f("constant", "momentum schedule over training steps", choices=("constant", "cosine"))
     momentum_end: float = _f(1.0, "final momentum of the cosine schedule", low=0.0, high=1.0)
-    delay_epochs: int = _f(0, "the teacher copies the student until this epoch", low=0)
+    delay_epochs: int = _f(0, "epochs before the EMA starts; during them the teacher follows delay_mode", low=0)
+    delay_mode: str = _f("copy", "the teacher during ema.delay_epochs: copy (a copy of the student after every "
+                         "step) or freeze (kept at its initial weights, as the GraphMAE2 reference's "
+                         "delayed_ema_epoch)", choices=("copy", "freeze"))
     teacher_dropout: bool = _f(False, "run the teacher in training mode, so its latent targets see dropout "
                                "(as the GraphMAE2 reference does); default: eval mode, clean targets")
 

@@ -10,7 +10,22 @@ The teacher's policy lives here too: :meth:`EMATeacher.step` is the one call the
 trainer makes after ``optimizer.step()`` (as timm's ``ModelEmaV3.update(model, step)``);
 it takes the momentum from the schedule of the global step and applies the delay.
 :meth:`EMATeacher.targets` is the one way latent targets are computed, by the model's
-loss and by the collapse monitor alike.
+loss and by the collapse monitor alike; what the loss then does with them
+(``model.latent_target``) is :meth:`graphmae2.model.GraphMAE2.latent_pair`, shared by both.
+
+The delay (``ema.delay_epochs``, ``ema.delay_mode``). Before the delay ends the teacher
+either
+
+* ``copy`` (default): becomes a copy of the student after every step, so the EMA starts
+  from the student it has to track; or
+* ``freeze``: stays at its initial weights, as the GraphMAE2 reference's
+  ``delayed_ema_epoch`` does, so the first epochs predict a random network's projection.
+
+``copy`` is the default because it is what graphmae2 has always done (every existing
+config and checkpoint repeats bitwise), and because a teacher frozen at its random
+initialisation has nothing to teach: its projector's bias dominates its output (the
+collapse the monitor reports), and the EMA must then average that away once the delay
+ends. ``freeze`` is offered to reproduce the reference.
 """
 from __future__ import annotations
 
@@ -52,14 +67,19 @@ class EMATeacher:
         """The update after optimizer step ``step`` (of ``total_steps``, in ``epoch``);
         returns the momentum of the schedule.
 
-        Before ``ema.delay_epochs`` the teacher is made a copy of the student; from then
-        on it moves as ``t <- m t + (1 - m) s``.
+        Before ``ema.delay_epochs`` the teacher is made a copy of the student
+        (``ema.delay_mode: copy``) or left as it is (``freeze``); from then on it moves as
+        ``t <- m t + (1 - m) s``.
         """
         if self.cfg is None:
             raise ValueError("EMATeacher.step needs the ema config: EMATeacher(student, cfg.ema)")
         m = self.momentum(step, total_steps)
         if epoch < self.cfg.delay_epochs:
-            self.copy_(student)
+            if self.cfg.delay_mode == "copy":
+                self.copy_(student)
+            elif self.cfg.delay_mode != "freeze":
+                raise ValueError(f"ema.delay_mode={self.cfg.delay_mode!r} is not allowed; "
+                                 f"allowed: copy, freeze")
         else:
             self.update_(student, m)
         return m

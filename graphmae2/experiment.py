@@ -24,6 +24,7 @@ from .config import Config, to_yaml
 from .datasets import NodeDataset, load_data
 from .distributed import is_rank0
 from .evaluation import evaluate
+from .monitor import final_stats
 from .results import summarize
 from .trainer import NonFiniteLossError, PretrainResult, pretrain
 
@@ -106,7 +107,7 @@ def run_seed(cfg: Config, data: NodeDataset, seed: int, device: torch.device,
         if writer is not None:
             writer.close()
     scores.update(epochs=result.epochs, seconds=result.seconds, eval_seconds=time.perf_counter() - tic,
-                  final_loss=result.losses[-1], monitor=result.monitor)
+                  final_loss=result.losses[-1], **final_stats(result.monitor), monitor=result.monitor)
     if seed_dir is not None:
         (Path(seed_dir) / RESULT_FILE).write_text(json.dumps(scores, indent=1))
     _logger.info("seed %d: %s", seed, ", ".join(f"{k}={v:.4f}" for k, v in scores.items()

@@ -1,4 +1,4 @@
-"""GraphMAE2 (Hou et al., WWW 2023, https://arxiv.org/abs/2304.04779).
+r"""GraphMAE2 (Hou et al., WWW 2023, https://arxiv.org/abs/2304.04779).
 
 Two regularisers on top of masked feature reconstruction:
 
@@ -11,6 +11,35 @@ Two regularisers on top of masked feature reconstruction:
   weight ``lam``), on the nodes the encoder saw unmasked (``latent_nodes: unmasked``)
   or on every node (``all``, as the authors' full-batch script does).
 
+Latent targets (``model.latent_target``). Write :math:`p_i` for the prediction
+``predictor(projector(h_i))`` of latent node :math:`i`, :math:`t_i` for the teacher's
+``projector(encoder(x))_i`` and :math:`\mu, \sigma^2` for per-dimension mean and
+(population) variance over the :math:`n` latent nodes of the step (the batch's, in
+mini-batch mode). The loss is always :math:`\mathrm{SCE}_1(\tilde p, \tilde t) =
+\mathrm{mean}_i\,(1 - \cos(\tilde p_i, \tilde t_i))`, with
+
+* ``reference`` (default; GraphMAE2's): :math:`\tilde p = p,\ \tilde t = t`. The
+  teacher's output can be dominated by the projector's bias, so every :math:`t_i` points
+  the same way and the loss carries one direction, not node-level information;
+* ``standardise``: :math:`\tilde z_{id} = (z_{id} - \mu_d(z)) / \sqrt{\sigma_d^2(z) +
+  \epsilon}` for both :math:`z = p` and :math:`z = t` (no affine, :math:`\epsilon =`
+  :data:`STANDARDISE_EPS`). Any component shared by all nodes is removed, so constant
+  targets become :math:`\tilde t = 0` and give loss exactly 1 and no gradient;
+* ``batchnorm`` (BYOL, Grill et al. 2020; BGRL, Thakoor et al. 2022): the projector is
+  ``Linear -> BatchNorm1d -> PReLU -> Linear``; the BatchNorm always uses the statistics
+  of the latent nodes it is given (``track_running_stats=False``, so student and teacher
+  alike, in train and eval mode, and no buffers for the EMA to average);
+* ``centre`` (DINO, Caron et al. 2021): :math:`\tilde p = p,\ \tilde t_i = t_i - c` with
+  a centre buffer :math:`c \leftarrow \lambda c + (1 - \lambda)\,\mu(t)` updated after
+  each training forward (:math:`\lambda` = ``model.centre_momentum``, :math:`c_0 = 0`).
+  A direction shared by all targets is subtracted once :math:`c` has caught up with it.
+
+DDP: :math:`\mu, \sigma^2` of ``standardise`` and ``batchnorm`` are per rank, over that
+rank's latent nodes, as unsynchronised BatchNorm: gradients are all-reduced, so parameters
+stay identical on every rank, and the objective depends on the per-rank batch, not on
+the rank. The ``centre`` update all-reduces :math:`\mu(t)`, so :math:`c` is the same
+on every rank (DDP's buffer broadcast would otherwise keep rank 0's).
+
 Masks are drawn by the caller (see :mod:`graphmae2.trainer`) from named RNG streams and
 passed in, so the model itself holds no randomness but dropout.
 """
@@ -19,6 +48,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Dict, Optional, Sequence, Tuple
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -37,6 +67,26 @@ def sce_loss(pred: Tensor, target: Tensor, alpha: float) -> Tensor:
     pred = F.normalize(pred.float(), p=2, dim=-1)  # float32 under bf16 autocast too
     target = F.normalize(target.float(), p=2, dim=-1)
     return (1.0 - (pred * target).sum(-1)).pow(alpha).mean()
+
+
+#: :math:`\epsilon` of ``latent_target: standardise`` (BatchNorm's). A dimension whose
+#: variance is far below it is divided by about :math:`\sqrt\epsilon` like every other
+#: such dimension, not blown up to unit variance, so rounding noise stays small.
+STANDARDISE_EPS = 1e-5
+
+
+def standardise(z: Tensor, eps: float = STANDARDISE_EPS) -> Tensor:
+    r"""Per-dimension standardisation over rows, no affine:
+    :math:`(z_{id} - \mu_d) / \sqrt{\sigma_d^2 + \epsilon}`, ``[n, D] -> [n, D]`` float32.
+
+    Mean and (population) variance are taken in float64, where the mean of a column of
+    equal float32 values is that value exactly: a constant column maps to exactly 0.
+    """
+    z64 = z.double()
+    mu = z64.mean(dim=0, keepdim=True)                                      # (1, D)
+    centred = z64 - mu
+    var = centred.pow(2).mean(dim=0, keepdim=True)                          # (1, D)
+    return (centred * torch.rsqrt(var + eps)).float()
 
 
 class GraphMAE2(nn.Module):
@@ -70,8 +120,14 @@ class GraphMAE2(nn.Module):
             negative_slope=cfg.negative_slope, residual=False, norm="none",
             concat_out=False, encoding=False)  # heads averaged: the output must be in_dim wide
         self.encoder_to_decoder = nn.Linear(hidden, hidden, bias=False)
-        self.projector = nn.Sequential(nn.Linear(hidden, cfg.projector_hidden), nn.PReLU(),
-                                       nn.Linear(cfg.projector_hidden, hidden))
+        if cfg.latent_target == "batchnorm":
+            self.projector = nn.Sequential(
+                nn.Linear(hidden, cfg.projector_hidden),
+                nn.BatchNorm1d(cfg.projector_hidden, track_running_stats=False),
+                nn.PReLU(), nn.Linear(cfg.projector_hidden, hidden))
+        else:
+            self.projector = nn.Sequential(nn.Linear(hidden, cfg.projector_hidden), nn.PReLU(),
+                                           nn.Linear(cfg.projector_hidden, hidden))
         self.predictor = nn.Sequential(nn.PReLU(), nn.Linear(hidden, hidden))
         # Exploit the decoder input's structure when the decoder projects through
         # ``ops.project`` (GAT, GCN): under fixed re-masking only the kept rows are
@@ -82,12 +138,17 @@ class GraphMAE2(nn.Module):
         self._sparse_cache: Optional[Tuple[Tensor, int, ops.SparseRows]] = None
         self.enc_mask_token = nn.Parameter(torch.empty(1, in_dim))
         self.dec_mask_token = nn.Parameter(torch.empty(1, hidden))
+        # Only ``centre`` has a centre; a None buffer leaves the others' state dicts as before.
+        self.register_buffer("latent_centre", torch.zeros(hidden) if cfg.latent_target == "centre" else None)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Tokens start at zero: a masked node initially looks like an empty feature row."""
+        """Tokens start at zero: a masked node initially looks like an empty feature row;
+        the ``centre`` target's centre starts at zero, as DINO's."""
         nn.init.zeros_(self.enc_mask_token)
         nn.init.zeros_(self.dec_mask_token)
+        if self.latent_centre is not None:
+            self.latent_centre.zero_()
 
     @property
     def out_dim(self) -> int:
@@ -99,7 +160,8 @@ class GraphMAE2(nn.Module):
 
     def forward(self, graph: Graph, x: Tensor, teacher: "EMATeacher", mask: EncoderMask,
                 remasks: Sequence[Tensor], sparse_input: bool = False,
-                latent_nodes: Optional[Tensor] = None) -> Dict[str, Tensor]:
+                latent_nodes: Optional[Tensor] = None, encoder_graph: Optional[Graph] = None,
+                teacher_graph: Optional[Graph] = None) -> Dict[str, Tensor]:
         """Losses for one step.
 
         Args:
@@ -115,6 +177,10 @@ class GraphMAE2(nn.Module):
             latent_nodes: where the latent loss is taken (default: ``model.latent_nodes``,
                 the nodes the encoder saw unmasked or all nodes; mini-batches pass the ego
                 centres).
+            encoder_graph: the graph the online encoder runs on (default ``graph``);
+                ``teacher_graph`` the teacher's. Two DropEdge views of ``graph``
+                (:func:`graphmae2.dropedge.edge_views`, ``model.drop_edge_rate``); the
+                decoder always runs on ``graph``, as the reference's does.
 
         Returns:
             ``{"loss", "rec", "latent"}`` scalars; ``loss = rec + lam * latent``.
@@ -125,6 +191,7 @@ class GraphMAE2(nn.Module):
             latent_rows: Optional[Tensor] = latent_nodes.to(dev)
         else:
             latent_rows = None if self.cfg.latent_nodes == "all" else keep  # None: every node
+        enc_graph = graph if encoder_graph is None else encoder_graph
         is_token = token_rows(x.shape[0], mask, dev, x.dtype)
         if sparse_input:
             x_in = self._sparse_features(x).take_rows(input_rows(x.shape[0], mask), is_token,
@@ -136,17 +203,17 @@ class GraphMAE2(nn.Module):
             # The decoder input is zero at masked nodes, so only the kept rows of the
             # encoder output are read (plus the latent rows, when those differ).
             if latent_rows is None:
-                online = self.encoder(graph, x_in)                              # (N, hidden)
+                online = self.encoder(enc_graph, x_in)                          # (N, hidden)
                 kept = online[keep]
             elif latent_rows is keep:
-                online = kept = self.encoder(graph, x_in, rows=keep)            # (len(keep), hidden)
+                online = kept = self.encoder(enc_graph, x_in, rows=keep)        # (len(keep), hidden)
             else:
-                enc = self.encoder(graph, x_in, rows=torch.cat([keep, latent_rows]))
+                enc = self.encoder(enc_graph, x_in, rows=torch.cat([keep, latent_rows]))
                 kept, online = enc[:keep.numel()], enc[keep.numel():]
             rep = ops.KeptRows(self.encoder_to_decoder(kept), keep, x.shape[0])
             recons = [self.decoder(graph, rep, rows=mask_nodes)]
         else:
-            enc = self.encoder(graph, x_in)                                     # (N, hidden)
+            enc = self.encoder(enc_graph, x_in)                                 # (N, hidden)
             online = enc if latent_rows is None else enc[latent_rows]
             rep = self.encoder_to_decoder(enc)
             if self.cfg.remask_method == "fixed":
@@ -163,12 +230,44 @@ class GraphMAE2(nn.Module):
         if self.cfg.lam > 0:
             with torch.no_grad():
                 teacher_in = self._sparse_features(x) if sparse_input else x
-                latent_target = teacher.targets(graph, teacher_in, latent_rows)
-            latent_pred = self.predictor(self.projector(online))
-            latent = sce_loss(latent_pred, latent_target, 1.0)
+                latent_target = teacher.targets(graph if teacher_graph is None else teacher_graph,
+                                                teacher_in, latent_rows)
+            latent = self.latent_loss(online, latent_target)
+            if self.training and self.latent_centre is not None:
+                self.update_centre_(latent_target)
         else:
             latent = rec.new_zeros(())
         return {"loss": rec + self.cfg.lam * latent, "rec": rec, "latent": latent}
+
+    def latent_pair(self, online: Tensor, target: Tensor) -> Tuple[Tensor, Tensor]:
+        """``(prediction, target)`` as the latent loss compares them (``model.latent_target``,
+        see the module docstring): ``online`` ``[n, hidden]`` encoder rows and the teacher's
+        ``target`` ``[n, hidden]`` at the same latent nodes -> two ``[n, hidden]``."""
+        pred = self.predictor(self.projector(online))
+        kind = self.cfg.latent_target
+        if kind == "standardise":
+            return standardise(pred), standardise(target)
+        if kind == "centre":
+            return pred, target.float() - self.latent_centre
+        return pred, target
+
+    def latent_loss(self, online: Tensor, target: Tensor) -> Tensor:
+        r"""The latent-prediction loss :math:`\mathrm{SCE}_1` of :meth:`latent_pair`."""
+        return sce_loss(*self.latent_pair(online, target), 1.0)
+
+    @torch.no_grad()
+    def update_centre_(self, target: Tensor) -> None:
+        """``c <- lambda * c + (1 - lambda) * mean_i t_i`` (``latent_target: centre``); the
+        batch mean is averaged over DDP ranks, so every rank holds the same centre."""
+        if self.latent_centre is None:
+            raise ValueError(f"update_centre_ needs model.latent_target=centre, "
+                             f"got {self.cfg.latent_target!r}")
+        mean = target.float().mean(dim=0)                                       # (hidden,)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(mean)
+            mean /= dist.get_world_size()
+        lam = self.cfg.centre_momentum
+        self.latent_centre.mul_(lam).add_(mean * (1.0 - lam))
 
     def _sparse_features(self, x: Tensor) -> ops.SparseRows:
         """``SparseRows`` of ``x`` (the teacher's input, and the source of the masked

@@ -14,17 +14,38 @@ Three cheap signals catch it:
 * **teacher-student parameter cosine**: near 1 means the teacher tracks the student
   closely (small momentum); it is reported for context, not used to warn.
 
+The latent targets can collapse on their own while the online embeddings stay healthy:
+GraphMAE2's teacher output is often dominated by its projector's bias, so every node's
+target points the same way (uncentred rank ~1, cosine to the mean target ~1) and the
+latent loss teaches one direction. :func:`latent_stats` measures that on the pair the
+loss compares (:meth:`~graphmae2.model.GraphMAE2.latent_pair`):
+
+* **centred effective rank** (:func:`centred_effective_rank`): the effective rank of
+  the rows minus their mean, i.e. of how the targets *differ* between nodes;
+* **cosine to the mean** (:func:`cosine_to_mean`);
+* **teacher information** (:func:`teacher_information`): ``1 - cos(g, g_mean)`` between
+  the latent loss's gradient on the encoder parameters with the real targets (``g``) and
+  with every target replaced by their mean (``g_mean``). 0 means the teacher passes only
+  the mean direction; larger means node-level information reaches the encoder.
+
+:func:`check_target_collapse` warns on the first two.
+
 SVDs run in float64 on the CPU: ``O(N D^2)``, about a second for Cora at ``D = 1024``,
 so call :func:`collapse_stats` every few hundred steps, not every step.
 """
 from __future__ import annotations
 
 import math
-from typing import Dict, Mapping, Optional
+from typing import TYPE_CHECKING, Dict, Mapping, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from .ema import EMATeacher
+    from .graph import Graph
+    from .model import GraphMAE2
 
 #: Warn when the online effective rank is below this fraction of the embedding width.
 RANK_FRACTION = 0.01
@@ -38,6 +59,25 @@ RANK_FRACTION = 0.01
 STD_THRESHOLD = 0.1
 
 STAT_KEYS = ("std", "eff_rank_online", "eff_rank_target", "param_cosine")
+
+#: :func:`collapse_stats` also reports these, of the teacher's output (no warning on them
+#: there; :func:`check_target_collapse` warns on the targets as the loss sees them).
+TARGET_CONTEXT_KEYS = ("eff_rank_target_centred", "cos_to_mean_target")
+
+#: Warn when the centred effective rank of the latent targets is below this fraction of
+#: their width. Measured on Cora (1024 wide, 100 epochs, docs/ema_sweep.md): the
+#: reference target's centred rank is 3-9 from epoch 25 on (0.3-0.9 %); in the first
+#: epochs it is ~150, and the cosine test below catches those.
+TARGET_RANK_FRACTION = 0.01
+
+#: Warn when the mean cosine of the targets to their mean exceeds this: the targets then
+#: share one direction and differ by less than ``sqrt(1 - 0.99**2) ~ 14 %`` of their norm
+#: (the reference's measured 0.9997 is 2.4 %).
+TARGET_COSINE = 0.99
+
+#: What :func:`target_stats` returns (``pred_*`` the same for the predictions).
+TARGET_STAT_KEYS = ("target_eff_rank", "target_eff_rank_centred", "target_cos_to_mean",
+                    "pred_eff_rank", "pred_eff_rank_centred", "pred_cos_to_mean")
 
 
 def _matrix(z: Tensor, name: str) -> Tensor:
@@ -59,6 +99,24 @@ def effective_rank(z: Tensor) -> float:
         return 0.0
     p = s[s > 0] / total
     return float(torch.exp(-(p * p.log()).sum()))
+
+
+def centred_effective_rank(z: Tensor) -> float:
+    """:func:`effective_rank` of ``z`` minus its mean row: the number of directions in
+    which the rows *differ*. A matrix of constant rows plus small noise has uncentred
+    rank near 1 (the shared direction dominates) and a centred rank set by the noise;
+    constant rows have centred rank 0."""
+    m = _matrix(z, "centred_effective_rank")
+    return effective_rank(m - m.mean(dim=0, keepdim=True))
+
+
+def cosine_to_mean(z: Tensor) -> float:
+    """Mean over rows of ``cos(z_i, mean_j z_j)``: 1 when every row points the way of the
+    mean row (collapsed to one direction), about 0 for rows centred at the origin.
+    0 when the mean row is zero."""
+    m = _matrix(z, "cosine_to_mean")
+    centre = m.mean(dim=0)                                                # (D,)
+    return float(F.cosine_similarity(m, centre.expand_as(m), dim=1).mean())
 
 
 def embedding_std(z: Tensor) -> float:
@@ -107,10 +165,149 @@ def collapse_stats(online: Tensor, target: Tensor, student: nn.Module,
         teacher: the teacher's copy of them (``EMATeacher.module``).
 
     Returns:
-        ``{"std", "eff_rank_online", "eff_rank_target", "param_cosine"}``.
+        :data:`STAT_KEYS` and :data:`TARGET_CONTEXT_KEYS` (centred rank and cosine to the
+        mean of ``target``).
     """
     return {"std": embedding_std(online), "eff_rank_online": effective_rank(online),
-            "eff_rank_target": effective_rank(target), "param_cosine": parameter_cosine(student, teacher)}
+            "eff_rank_target": effective_rank(target), "param_cosine": parameter_cosine(student, teacher),
+            "eff_rank_target_centred": centred_effective_rank(target),
+            "cos_to_mean_target": cosine_to_mean(target)}
+
+
+def target_stats(pred: Tensor, target: Tensor) -> Dict[str, float]:
+    """Rank and direction statistics of latent predictions and targets.
+
+    Args:
+        pred: ``(n, D)`` predictions at the latent nodes, as the loss compares them.
+        target: ``(n, D)`` targets at the same nodes, as the loss compares them.
+
+    Returns:
+        :data:`TARGET_STAT_KEYS`: for each of ``target`` and ``pred`` the uncentred and
+        centred effective rank and the mean cosine to its mean row.
+    """
+    if pred.shape != target.shape:
+        raise ValueError(f"target_stats: pred {tuple(pred.shape)} and target {tuple(target.shape)} "
+                         f"must have the same shape (the same latent nodes)")
+    out: Dict[str, float] = {}
+    for name, z in (("target", target), ("pred", pred)):
+        out[f"{name}_eff_rank"] = effective_rank(z)
+        out[f"{name}_eff_rank_centred"] = centred_effective_rank(z)
+        out[f"{name}_cos_to_mean"] = cosine_to_mean(z)
+    return out
+
+
+def _flat_grad(loss: Tensor, params: list, retain_graph: bool) -> Tensor:
+    grads = torch.autograd.grad(loss, params, retain_graph=retain_graph, allow_unused=True)
+    return torch.cat([(torch.zeros_like(p) if g is None else g).detach().to("cpu", torch.float64).flatten()
+                      for p, g in zip(params, grads)])
+
+
+def teacher_information(model: "GraphMAE2", teacher: "EMATeacher", graph: "Graph", x: Tensor,
+                        rows: Optional[Tensor] = None) -> float:
+    r"""How much more than the mean target the teacher tells the encoder.
+
+    :math:`1 - \cos(g, \bar g)` with :math:`g = \nabla_\theta L(p, t)` and
+    :math:`\bar g = \nabla_\theta L(p, \bar t)`, :math:`\theta` the encoder's parameters,
+    :math:`L` the latent loss (:meth:`~graphmae2.model.GraphMAE2.latent_loss`, so the
+    ``model.latent_target`` transform included), :math:`t` the teacher's targets at
+    ``rows`` (default: every node) and :math:`\bar t` their mean row repeated. Both
+    gradients share the encoder's Jacobian, so 0 means the real targets move the encoder
+    exactly as one shared target would. Computed exactly (not from a cheaper proxy such
+    as the gradient on the encoder output, whose cosine need not equal this one): one
+    encoder forward and two backward passes on the unmasked graph, about one training
+    step, paid every ``train.monitor_every`` epochs. Student and teacher run in eval
+    mode (no dropout, no draw from any RNG) and are put back in their modes.
+
+    When :math:`\bar g = 0` (e.g. ``latent_target: standardise``, where a shared target
+    standardises to 0) the result is 1 if :math:`g \ne 0`, and 0 when both vanish.
+    """
+    was_training, teacher_training = model.training, teacher.module.training
+    model.eval()
+    teacher.module.eval()
+    try:
+        params = [p for p in model.encoder.parameters() if p.requires_grad]
+        with torch.enable_grad():
+            enc = model.encoder(graph, x, rows=rows)                               # (n, hidden)
+            target = teacher.targets(graph, x, rows)                               # (n, hidden)
+            shared = target.mean(dim=0, keepdim=True).expand_as(target)
+            g = _flat_grad(model.latent_loss(enc, target), params, retain_graph=True)
+            g_mean = _flat_grad(model.latent_loss(enc, shared), params, retain_graph=False)
+    finally:
+        model.train(was_training)
+        teacher.module.train(teacher_training)
+    norms = g.norm() * g_mean.norm()
+    if norms == 0:
+        return 0.0 if g.norm() == 0 else 1.0
+    return float(1.0 - g @ g_mean / norms)
+
+
+@torch.no_grad()
+def latent_stats(model: "GraphMAE2", teacher: "EMATeacher", graph: "Graph", x: Tensor,
+                 rows: Optional[Tensor] = None) -> Dict[str, float]:
+    """:func:`target_stats` of the latent pair the loss compares, and
+    ``teacher_information``, on the unmasked graph at ``rows`` (default: every node;
+    mini-batches pass the batch's latent nodes), both networks in eval mode.
+
+    Returns:
+        :data:`TARGET_STAT_KEYS` and ``"teacher_information"``.
+    """
+    was_training, teacher_training = model.training, teacher.module.training
+    model.eval()
+    teacher.module.eval()
+    try:
+        online = model.encoder(graph, x, rows=rows)                                # (n, hidden)
+        pred, target = model.latent_pair(online, teacher.targets(graph, x, rows))
+    finally:
+        model.train(was_training)
+        teacher.module.train(teacher_training)
+    return {**target_stats(pred, target),
+            "teacher_information": teacher_information(model, teacher, graph, x, rows)}
+
+
+#: Monitor values a run reports once more at the top level of its ``result.json`` (the last
+#: monitor record's), so sweep tables carry them as columns (mean ± std over seeds).
+SWEEP_KEYS = ("target_eff_rank_centred", "target_cos_to_mean", "teacher_information")
+
+
+def final_stats(records: Sequence[Mapping[str, float]]) -> Dict[str, float]:
+    """The :data:`SWEEP_KEYS` of the last monitor record that has them (``{}`` if none)."""
+    for record in reversed(records):
+        if all(k in record for k in SWEEP_KEYS):
+            return {k: float(record[k]) for k in SWEEP_KEYS}
+    return {}
+
+
+def check_target_collapse(stats: Mapping[str, float], dim: int, epoch: int) -> Optional[str]:
+    """One warning line if the latent targets have collapsed at ``epoch``, else None.
+
+    Collapsed means a centred effective rank below ``TARGET_RANK_FRACTION * dim`` or a
+    mean cosine to the mean target above :data:`TARGET_COSINE`.
+
+    Args:
+        stats: :func:`target_stats` or :func:`latent_stats` output.
+        dim: the target width.
+        epoch: named in the message.
+
+    Raises:
+        ValueError: ``dim < 1`` or ``stats`` lacks a target key.
+    """
+    if dim < 1:
+        raise ValueError(f"check_target_collapse: dim={dim} must be >= 1 (the target width)")
+    need = ("target_eff_rank", "target_eff_rank_centred", "target_cos_to_mean")
+    missing = [k for k in need if k not in stats]
+    if missing:
+        raise ValueError(f"check_target_collapse: stats lack {', '.join(missing)}; pass target_stats(...)")
+    floor = TARGET_RANK_FRACTION * dim
+    rank, cos = stats["target_eff_rank_centred"], stats["target_cos_to_mean"]
+    if rank >= floor and cos <= TARGET_COSINE:
+        return None
+    info = stats.get("teacher_information")
+    info_text = "" if info is None else f"; teacher information {info:.4f} (0: only the mean target reaches the encoder)"
+    return (f"latent targets collapsed at epoch {epoch}: centred effective rank {rank:.2f} of {dim} "
+            f"(warn below {floor:.2f}), uncentred {stats['target_eff_rank']:.2f}; cosine to the mean "
+            f"target {cos:.4f} (warn above {TARGET_COSINE}){info_text}. The teacher passes little more "
+            f"than one direction. Usually helps: model.latent_target=standardise (or batchnorm, centre); "
+            f"then ema.momentum matters (e.g. 0.99-0.999)")
 
 
 def std_threshold(dim: int) -> float:

@@ -35,6 +35,7 @@ from tqdm import tqdm
 from .config import Config, ConfigError, load_config, set_value, to_yaml, validate
 from .datasets import NodeDataset, load_data
 from .experiment import run_experiment
+from .monitor import SWEEP_KEYS
 from .results import METRICS
 from .sweep_report import format_value, write_reports
 
@@ -262,6 +263,9 @@ def point_row(values: Dict[str, Any], mode: str, metrics: Dict[str, Any]) -> Dic
     for name in METRICS[mode]:
         row[f"{name}_mean"] = metrics.get(f"{name}_mean", math.nan)
         row[f"{name}_std"] = metrics.get(f"{name}_std", math.nan)
+    for name in SWEEP_KEYS:  # the latent targets' final monitor values, where the runs have them
+        if f"{name}_mean" in metrics:
+            row[f"{name}_mean"], row[f"{name}_std"] = metrics[f"{name}_mean"], metrics[f"{name}_std"]
     row.update(n_seeds=metrics["n_seeds"], n_failed=metrics.get("n_failed", 0),
                seconds_mean=metrics.get("seconds_mean", math.nan))
     return row

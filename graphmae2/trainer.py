@@ -30,7 +30,8 @@ from .datasets import NodeDataset
 from .ema import EMATeacher
 from .manifest import environment, state_digests, tensor_digest, write_manifest
 from .model import GraphMAE2
-from .monitor import check_collapse, collapse_stats
+from .dropedge import edge_views
+from .monitor import check_collapse, check_target_collapse, collapse_stats, latent_stats
 from .schedules import lr_factor
 from .seeding import derive_seed, init_parameters_by_name, seed_everything
 
@@ -171,9 +172,12 @@ def pretrain(cfg: Config, source: Union[BatchSource, NodeDataset], seed: int, de
             torch.manual_seed(derive_seed(seed, "dropout", *batch.dropout_key))  # the dropout stream
             model.train()
             teacher.module.train(cfg.ema.teacher_dropout)
+            # Encoder and teacher views (model.drop_edge_rate; both batch.graph at 0), keyed as dropout.
+            encoder_graph, teacher_graph = edge_views(batch.graph, cfg.model.drop_edge_rate, seed,
+                                                      batch.dropout_key)
             with autocast(cfg, device):
                 parts = forward(batch.graph, batch.x, teacher, batch.mask, batch.remasks, batch.sparse_input,
-                                batch.latent_nodes)
+                                batch.latent_nodes, encoder_graph=encoder_graph, teacher_graph=teacher_graph)
             optimizer.zero_grad(set_to_none=True)
             finite = source.all_finite(parts["loss"])
             if finite:
@@ -238,18 +242,21 @@ def _non_finite(parts: Dict[str, Tensor], epoch: int, step: int, seed: int, poli
 @torch.no_grad()
 def _monitor(model: GraphMAE2, teacher: EMATeacher, source: BatchSource, epoch: int,
              writer: Any) -> Dict[str, float]:
-    """Collapse statistics of the online embeddings and teacher targets on the source's
-    monitor batch; warns on collapse."""
+    """Collapse statistics of the online embeddings, the teacher's output and the latent
+    pair the loss compares (:func:`~graphmae2.monitor.latent_stats`: ranks, cosine to the
+    mean, teacher information) on the source's monitor batch; warns on either collapse."""
     graph, x, rows = source.monitor_batch()
     online = model.encode(graph, x)
     online = online if rows is None else online[rows]
     teacher.module.eval()  # clean targets, whatever ema.teacher_dropout; the next step resets the mode
     target = teacher.targets(graph, x, rows)
     stats = collapse_stats(online, target, model.ema_source(), teacher.module)
+    stats.update(latent_stats(model, teacher, graph, x, rows))
     if writer is not None:
         for k, v in stats.items():
             writer.add_scalar(f"monitor/{k}", v, epoch)
-    warning = check_collapse(stats, model.out_dim, epoch)
-    if warning:
-        _logger.warning(warning)
+    for warning in (check_collapse(stats, model.out_dim, epoch),
+                    check_target_collapse(stats, model.out_dim, epoch)):
+        if warning:
+            _logger.warning(warning)
     return {"epoch": epoch, **stats}

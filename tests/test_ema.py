@@ -83,3 +83,31 @@ def test_out_of_range_momentum_is_refused():
     s = student()
     with pytest.raises(ValueError, match=r"momentum must be in \[0, 1\], got 1.5"):
         EMATeacher(s).update_(s, 1.5)
+
+
+@pytest.mark.parametrize("mode", ["copy", "freeze"])
+def test_delay_mode_copies_the_student_or_keeps_the_initial_teacher_until_the_delay_ends(mode):
+    from graphmae2.config import EMAConfig
+
+    s = student()
+    ema = EMATeacher(s, EMAConfig(momentum=0.5, delay_epochs=2, delay_mode=mode))
+    initial = {k: v.clone() for k, v in ema.module.state_dict().items()}
+    for epoch in (0, 1):
+        perturb(s)
+        ema.step(s, step=epoch, total_steps=10, epoch=epoch)
+        expected = s.state_dict() if mode == "copy" else initial
+        assert all(torch.equal(v, expected[k]) for k, v in ema.module.state_dict().items()), epoch
+    before = {k: v.clone() for k, v in ema.module.state_dict().items()}
+    perturb(s)
+    assert ema.step(s, step=2, total_steps=10, epoch=2) == 0.5           # the EMA from here on
+    for k, v in ema.module.state_dict().items():
+        if v.is_floating_point():
+            assert torch.equal(v, 0.5 * before[k] + 0.5 * s.state_dict()[k]), k
+
+
+def test_delay_mode_default_is_copy_and_unknown_modes_are_refused():
+    from graphmae2.config import ConfigError, EMAConfig, load_config
+
+    assert EMAConfig().delay_mode == "copy"
+    with pytest.raises(ConfigError, match=r"ema.delay_mode: 'frozen' is not allowed \(did you mean 'freeze'\?\)"):
+        load_config(None, ["ema.delay_mode=frozen"])

@@ -7,8 +7,11 @@ import torch
 from torch import nn
 
 from graphmae2.ema import EMATeacher
-from graphmae2.monitor import (RANK_FRACTION, STD_THRESHOLD, check_collapse, collapse_stats,
-                               effective_rank, embedding_std, parameter_cosine, std_threshold)
+from graphmae2.monitor import (RANK_FRACTION, STD_THRESHOLD, TARGET_COSINE, TARGET_RANK_FRACTION,
+                               TARGET_STAT_KEYS, centred_effective_rank, check_collapse,
+                               check_target_collapse, collapse_stats, cosine_to_mean, effective_rank,
+                               embedding_std, latent_stats, parameter_cosine, std_threshold,
+                               target_stats, teacher_information)
 
 
 def _gaussian(n: int, d: int, seed: int = 0) -> torch.Tensor:
@@ -61,7 +64,8 @@ def test_collapse_stats_compares_student_with_its_ema_teacher():
     student = nn.Sequential(nn.Linear(5, 8), nn.PReLU(), nn.Linear(8, 8))
     teacher = EMATeacher(student)
     stats = collapse_stats(_gaussian(50, 8), _gaussian(50, 8, seed=1), student, teacher.module)
-    assert set(stats) == {"std", "eff_rank_online", "eff_rank_target", "param_cosine"}
+    assert set(stats) == {"std", "eff_rank_online", "eff_rank_target", "param_cosine",
+                          "eff_rank_target_centred", "cos_to_mean_target"}
     assert stats["param_cosine"] == pytest.approx(1.0)                    # a fresh copy
     assert all(isinstance(v, float) for v in stats.values())
 
@@ -102,3 +106,83 @@ def test_check_collapse_refuses_bad_arguments():
         check_collapse({"std": 1.0, "eff_rank_online": 5.0}, dim=8, epoch=0)
     with pytest.raises(ValueError, match="dim=0 must be >= 1"):
         check_collapse({}, dim=0, epoch=0)
+
+
+def test_centred_rank_and_cosine_to_mean_see_through_a_shared_offset():
+    g = _gaussian(300, 5, 3).double()
+    rows, _ = torch.linalg.qr(g - g.mean(0))                              # orthonormal, zero column means
+    noise = 0.01 * rows @ _orthonormal(16, 5, 4).T                        # 5 equal centred directions
+    offset = torch.full((300, 16), 1.0, dtype=torch.float64)
+    z = offset + noise                                                    # (300, 16)
+    assert effective_rank(z) < 1.1                                        # the offset hides them
+    assert centred_effective_rank(noise) == pytest.approx(5.0, rel=1e-6)
+    assert centred_effective_rank(z) == pytest.approx(centred_effective_rank(noise), rel=1e-6)
+    assert cosine_to_mean(z) > 0.999
+    assert centred_effective_rank(offset) == 0.0 and cosine_to_mean(offset) == pytest.approx(1.0)
+    assert abs(cosine_to_mean(_gaussian(2000, 16))) < 0.1
+
+
+def test_target_stats_and_warning_on_planted_near_constant_targets():
+    d = 64
+    target = 1.0 + 1e-3 * _gaussian(500, d)                               # one direction + noise
+    stats = target_stats(_gaussian(500, d, seed=1), target)
+    assert set(stats) == set(TARGET_STAT_KEYS)
+    assert stats["target_cos_to_mean"] > TARGET_COSINE and stats["pred_cos_to_mean"] < 0.2
+    assert stats["target_eff_rank_centred"] > TARGET_RANK_FRACTION * d    # rank alone would not flag it
+    warning = check_target_collapse(stats, dim=d, epoch=4)
+    assert warning is not None and "\n" not in warning
+    assert "latent targets collapsed at epoch 4" in warning and f"(warn above {TARGET_COSINE})" in warning
+    for knob in ("model.latent_target=standardise", "ema.momentum"):
+        assert knob in warning
+    low_rank = {**stats, "target_cos_to_mean": 0.0, "target_eff_rank_centred": 0.5}
+    assert "centred effective rank 0.50 of 64 (warn below 0.64)" in check_target_collapse(low_rank, d, 1)
+    healthy = target_stats(_gaussian(500, d, seed=1), _gaussian(500, d, seed=2))
+    assert check_target_collapse(healthy, dim=d, epoch=4) is None
+
+
+def test_check_target_collapse_refuses_bad_arguments():
+    with pytest.raises(ValueError, match="stats lack target_eff_rank_centred, target_cos_to_mean"):
+        check_target_collapse({"target_eff_rank": 1.0}, dim=8, epoch=0)
+    with pytest.raises(ValueError, match="dim=0 must be >= 1"):
+        check_target_collapse({}, dim=0, epoch=0)
+    with pytest.raises(ValueError, match=r"pred \(3, 4\) and target \(3, 5\) must have the same shape"):
+        target_stats(torch.ones(3, 4), torch.ones(3, 5))
+
+
+def _tiny(cora, target="reference"):
+    from graphmae2.config import load_config
+    from graphmae2.trainer import build_model
+
+    from conftest import tiny_overrides
+
+    cfg = load_config(None, tiny_overrides(**{"model.latent_target": target}))
+    model = build_model(cfg, cora.num_features, 0)
+    return model, EMATeacher(model.ema_source(), cfg.ema)
+
+
+def test_teacher_information_is_zero_for_planted_constant_targets_and_warns(cora):
+    model, teacher = _tiny(cora)
+    with torch.no_grad():
+        teacher.module.projector[2].weight.zero_()                        # targets = the bias, every node
+    model.eval()
+    teacher.module.train()
+    stats = latent_stats(model, teacher, cora.graph, cora.x)
+    assert stats["teacher_information"] < 1e-6
+    assert stats["target_cos_to_mean"] == pytest.approx(1.0)
+    assert stats["target_eff_rank_centred"] < TARGET_RANK_FRACTION * model.out_dim
+    assert "teacher information 0.0000" in check_target_collapse(stats, model.out_dim, epoch=0)
+    assert not model.training and teacher.module.training                 # modes restored
+
+
+def test_teacher_information_is_positive_for_a_healthy_standardised_teacher(cora):
+    model, teacher = _tiny(cora, "standardise")
+    model.train()
+    rows = torch.arange(0, 2000, 3)
+    stats = latent_stats(model, teacher, cora.graph, cora.x, rows)
+    assert stats["teacher_information"] == 1.0                            # the mean target standardises to 0
+    assert stats["target_eff_rank_centred"] > 0.25 * model.out_dim
+    assert check_target_collapse(stats, model.out_dim, epoch=0) is None
+    assert model.training and not teacher.module.training
+    ref, ref_teacher = _tiny(cora)                                        # the same teacher, reference loss
+    info = teacher_information(ref, ref_teacher, cora.graph, cora.x, rows)
+    assert 0.0 < info < 1.0

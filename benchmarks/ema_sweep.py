@@ -1,0 +1,164 @@
+"""Table and plot of an ``ema.momentum`` x ``model.latent_target`` sweep (docs/ema_sweep.md).
+
+    python train.py --config cora.yaml --sweep ema.momentum=0,0.9,0.99,0.996,0.999,1 \\
+        --sweep model.latent_target=reference,standardise --seeds 0 1 2 3 4 \\
+        --set model.remask_method=random train.max_epoch=100 train.monitor_every=25
+    python benchmarks/ema_sweep.py runs/cora-sweep-* --plot docs/ema_sweep.png
+
+For every point and seed it reads ``result.json`` (probe accuracies and the trainer's
+collapse monitor: the teacher output's centred rank during training) and, from the
+seed's final ``checkpoint.pt``, computes :func:`graphmae2.monitor.latent_stats` on the
+full graph: ranks of the pair the latent loss compares and the teacher information.
+Those are cached in ``<seed>/latent_stats.json``. Rows are ranked by validation accuracy
+(never test). Prints a Markdown table; ``--plot`` draws accuracy and centred target rank
+against the momentum, one line per latent target, seed std as error bars.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+import yaml
+
+from graphmae2.checkpoint import load_checkpoint
+from graphmae2.config import Config
+from graphmae2.datasets import NodeDataset, load_data
+from graphmae2.ema import EMATeacher
+from graphmae2.model import GraphMAE2
+from graphmae2.monitor import latent_stats
+
+_logger = logging.getLogger("ema_sweep")
+
+
+def final_latent_stats(seed_dir: Path, data_cache: Dict[str, NodeDataset]) -> Dict[str, float]:
+    """:func:`latent_stats` of the seed's final checkpoint on every node, cached on disk."""
+    cache = seed_dir / "latent_stats.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    state = load_checkpoint(seed_dir / "checkpoint.pt")
+    cfg = Config.from_dict(state["config"], str(seed_dir))
+    key = json.dumps(cfg.to_dict()["data"], sort_keys=True)
+    if key not in data_cache:
+        data_cache[key] = load_data(cfg.data)
+    data = data_cache[key]
+    model = GraphMAE2(state["in_dim"], cfg.model)
+    model.load_state_dict(state["model"])
+    teacher = EMATeacher(model.ema_source(), cfg.ema)
+    teacher.load_state_dict(state["teacher"])
+    stats = latent_stats(model, teacher, data.graph, data.x)
+    cache.write_text(json.dumps(stats, indent=1))
+    return stats
+
+
+def _mean_std(values: List[float]) -> str:
+    if not values:
+        return ""
+    return f"{statistics.fmean(values):.4f} ± {statistics.pstdev(values):.4f}"
+
+
+def collect(sweep_dirs: List[Path]) -> List[Dict[str, Any]]:
+    """One row per (momentum, latent target), pooling the finished seeds of every sweep
+    directory given (a point may be split over several, e.g. seeds 0-1 and 2-4)."""
+    data_cache: Dict[str, NodeDataset] = {}
+    pooled: Dict[Tuple[float, str], Dict[str, Any]] = {}
+    for sweep_dir in sweep_dirs:
+        spec = json.loads((sweep_dir / "sweep.json").read_text())
+        for point in sorted(p for p in sweep_dir.iterdir() if p.is_dir()):
+            cfg = Config.from_dict(yaml.safe_load((point / "config.yaml").read_text()), str(point))
+            row = pooled.setdefault((cfg.ema.momentum, cfg.model.latent_target), {
+                "momentum": cfg.ema.momentum, "target": cfg.model.latent_target, "seeds": [],
+                **{k: [] for k in ("val", "test", "teacher_rank", "teacher_cos", "online_rank",
+                                   "loss_rank", "info")}})
+            for seed in spec["seeds"]:
+                seed_dir = point / f"seed-{seed}"
+                if not ((seed_dir / "result.json").exists() and (seed_dir / "checkpoint.pt").exists()):
+                    continue
+                if seed in row["seeds"]:
+                    raise ValueError(f"{seed_dir}: seed {seed} of ema.momentum={cfg.ema.momentum:g}, "
+                                     f"model.latent_target={cfg.model.latent_target} is in two sweep directories")
+                result = json.loads((seed_dir / "result.json").read_text())
+                final = final_latent_stats(seed_dir, data_cache)
+                last = result["monitor"][-1]  # the trainer's monitor at the last epoch
+                row["seeds"].append(seed)
+                row["val"].append(result["val_acc"])
+                row["test"].append(result["test_acc"])
+                row["teacher_rank"].append(last["eff_rank_target_centred"])   # the teacher's own output
+                row["teacher_cos"].append(last["cos_to_mean_target"])
+                row["online_rank"].append(last["eff_rank_online"])
+                row["loss_rank"].append(final["target_eff_rank_centred"])    # the target as compared
+                row["info"].append(final["teacher_information"])
+    return [r for r in pooled.values() if r["seeds"]]
+
+
+def table(rows: List[Dict[str, Any]]) -> str:
+    """Markdown, sorted by target then momentum; the best validation row of each target starred."""
+    best = {}
+    for r in rows:
+        if r["target"] not in best or statistics.fmean(r["val"]) > statistics.fmean(best[r["target"]]["val"]):
+            best[r["target"]] = r
+    lines = ["| model.latent_target | ema.momentum | val_acc | test_acc | centred rank, teacher output "
+             "| cos to mean, teacher output | centred rank, target as compared | teacher information "
+             "| online rank | seeds |", "|" + "---|" * 10]
+    for r in sorted(rows, key=lambda r: (r["target"], r["momentum"])):
+        star = " ★" if best[r["target"]] is r else ""
+        lines.append(f"| {r['target']} | {r['momentum']:g} | {_mean_std(r['val'])}{star} | {_mean_std(r['test'])} "
+                     f"| {statistics.fmean(r['teacher_rank']):.1f} | {statistics.fmean(r['teacher_cos']):.4f} "
+                     f"| {statistics.fmean(r['loss_rank']):.1f} | {statistics.fmean(r['info']):.3f} "
+                     f"| {statistics.fmean(r['online_rank']):.0f} | {len(r['seeds'])} |")
+    return "\n".join(lines)
+
+
+def plot(rows: List[Dict[str, Any]], out: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    targets = sorted({r["target"] for r in rows})
+    momenta = sorted({r["momentum"] for r in rows})
+    pos = {m: i for i, m in enumerate(momenta)}  # evenly spaced: 0.99-1 would crowd a linear axis
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.8))
+    panels = [("val", "validation accuracy"), ("test", "test accuracy"),
+              ("loss_rank", "centred rank of the target as compared (log)"),
+              ("info", "teacher information")]
+    for ax, (key, label) in zip(axes, panels):
+        for t in targets:
+            pts = sorted((r for r in rows if r["target"] == t), key=lambda r: r["momentum"])
+            xs = [pos[r["momentum"]] for r in pts]
+            ys = [statistics.fmean(r[key]) for r in pts]
+            es = [statistics.pstdev(r[key]) for r in pts]
+            ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=t)
+        ax.set_xticks(range(len(momenta)), [f"{m:g}" for m in momenta])
+        ax.set_xlabel("ema.momentum")
+        ax.set_title(label, fontsize=10)
+        if key == "loss_rank":
+            ax.set_yscale("log")
+    axes[0].legend(title="model.latent_target", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("sweep_dirs", type=Path, nargs="+",
+                        help="sweep directories (several: their points are pooled)")
+    parser.add_argument("--plot", type=Path, help="write the figure here")
+    parser.add_argument("--title", default="", help="figure title")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    torch.set_grad_enabled(True)
+    rows = collect(args.sweep_dirs)
+    _logger.info("%s", table(rows))
+    if args.plot:
+        plot(rows, args.plot, args.title)
+        _logger.info("wrote %s", args.plot)
+
+
+if __name__ == "__main__":
+    main()
