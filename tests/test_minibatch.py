@@ -104,8 +104,7 @@ def test_torchrun_two_processes_agree_with_one(tmp_path):
                              "--out", str(tmp_path / "one"), "--set", *sets],
                             cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
     assert single.returncode == 0, single.stderr[-2000:]
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                "--master_port", "29531"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     multi = subprocess.run([*torchrun, "train.py", "--config", "synthetic-small.yaml", "--quiet",
                             "--out", str(tmp_path / "two"), "--set", *sets],
                            cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
