@@ -22,23 +22,7 @@ from graphmae2.layers import GATConv, GCNConv  # noqa: E402
 from graphmae2.model import GraphMAE2  # noqa: E402
 from graphmae2.pretrained import PretrainedEncoder  # noqa: E402
 
-# Absolute tolerance per dtype, as the DGL cross-check: float32 ~1e-6 on Cora, float64 ~1e-14.
-ATOL = {torch.float32: 1e-5, torch.float64: 1e-10}
-
-
-def outputs_and_grads(forward, x, seed=0):
-    """Output of ``forward(x)`` and the gradient of a fixed random projection of it w.r.t. ``x``
-    (a projection, not ``.sum()``, so every output entry carries its own weight)."""
-    x = x.detach().clone().requires_grad_(True)
-    out = forward(x)
-    probe = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed), dtype=out.dtype)
-    (out * probe).sum().backward()
-    return out.detach(), x.grad
-
-
-def max_diff(a, b):
-    return float((a - b).abs().max())
-
+from crosscheck import ATOL, GAT_CASES, assert_same_outputs_and_grads, gat_case, max_diff, outputs_and_grads  # noqa: E402
 
 def planetoid_cora():
     """Cora as PyG's ``Planetoid`` hands it out: raw binary features, both edge directions,
@@ -76,36 +60,13 @@ def pyg_gat_like(ours: GATConv) -> "pyg_nn.GATConv":
     return theirs.eval()
 
 
-GAT_CASES = {
-    # name: (in_dim or None for Cora's 1433, out_dim, heads, residual, concat, bias)
-    "1head": (None, 16, 1, False, True, True),
-    "4heads": (None, 8, 4, False, True, True),
-    "4heads-projected-residual": (None, 8, 4, True, True, True),
-    "4heads-identity-residual": (32, 8, 4, True, True, True),
-    "4heads-mean": (None, 8, 4, False, False, True),
-    "4heads-no-bias": (None, 8, 4, False, True, False),
-}
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("case", GAT_CASES)
 def test_gat_conv_matches_pyg_outputs_and_gradients(cora, case, dtype):
-    in_dim, out_dim, heads, residual, concat, bias = GAT_CASES[case]
-    gen = torch.Generator().manual_seed(1)
-    x = cora.x if in_dim is None else torch.randn(cora.num_nodes, in_dim, generator=gen)
-    x = x.to(dtype)
-    torch.manual_seed(0)
-    ours = GATConv(x.shape[1], out_dim, heads, residual=residual, concat=concat, bias=bias).to(dtype).eval()
-    if ours.bias is not None:  # non-zero, so a bias added in the wrong place would show
-        with torch.no_grad():
-            ours.bias.normal_(generator=gen)
+    x, ours = gat_case(cora, case, dtype)
     theirs = pyg_gat_like(ours)
     edge_index = cora.graph.to_pyg().edge_index
-    out, grad = outputs_and_grads(lambda x: ours(cora.graph, x), x)
-    ref_out, ref_grad = outputs_and_grads(lambda x: theirs(x, edge_index), x)
-    assert out.shape == ref_out.shape
-    assert max_diff(out, ref_out) < ATOL[dtype], f"output max |diff| {max_diff(out, ref_out):.3g}"
-    assert max_diff(grad, ref_grad) < ATOL[dtype], f"input-gradient max |diff| {max_diff(grad, ref_grad):.3g}"
+    assert_same_outputs_and_grads(lambda x: ours(cora.graph, x), lambda x: theirs(x, edge_index), x, dtype)
 
 
 # ---------------------------------------------------------------------------- GCN

@@ -25,25 +25,7 @@ from graphmae2.layers import GATConv, GCNConv  # noqa: E402
 from graphmae2.model import GraphMAE2  # noqa: E402
 from graphmae2.pretrained import PretrainedEncoder, as_graph, embed  # noqa: E402
 
-# Absolute tolerance per dtype: float32 agrees to ~1e-6 on Cora's 1433-dim input, float64 to ~1e-14.
-ATOL = {torch.float32: 1e-5, torch.float64: 1e-10}
-
-
-def outputs_and_grads(forward, x, seed=0):
-    """Output of ``forward(x)`` and the gradient of a fixed random projection of it w.r.t. ``x``.
-
-    A random projection (not ``.sum()``) so every output entry carries a distinct weight.
-    """
-    x = x.detach().clone().requires_grad_(True)
-    out = forward(x)
-    probe = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed), dtype=out.dtype)
-    (out * probe).sum().backward()
-    return out.detach(), x.grad
-
-
-def max_diff(a, b):
-    return float((a - b).abs().max())
-
+from crosscheck import ATOL, GAT_CASES, assert_same_outputs_and_grads, gat_case, max_diff, outputs_and_grads  # noqa: E402
 
 # ---------------------------------------------------------------------------- GAT
 def dgl_gat_like(ours: GATConv) -> "dglnn.GATConv":
@@ -75,31 +57,11 @@ def dgl_gat_like(ours: GATConv) -> "dglnn.GATConv":
     return theirs.eval()
 
 
-GAT_CASES = {
-    # name: (in_dim or None for Cora's 1433, out_dim, heads, residual, concat, bias)
-    "1head": (None, 16, 1, False, True, True),
-    "4heads": (None, 8, 4, False, True, True),
-    "4heads-projected-residual": (None, 8, 4, True, True, True),
-    "4heads-identity-residual": (32, 8, 4, True, True, True),
-    "4heads-mean": (None, 8, 4, False, False, True),
-    "4heads-no-bias": (None, 8, 4, False, True, False),
-}
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("case", GAT_CASES)
 def test_gat_conv_matches_dgl_outputs_and_gradients(cora, case, dtype):
-    in_dim, out_dim, heads, residual, concat, bias = GAT_CASES[case]
-    gen = torch.Generator().manual_seed(1)
-    x = cora.x if in_dim is None else torch.randn(cora.num_nodes, in_dim, generator=gen)
-    x = x.to(dtype)
-    torch.manual_seed(0)
-    ours = GATConv(x.shape[1], out_dim, heads, residual=residual, concat=concat,
-                   bias=bias).to(dtype).eval()
-    # Non-zero bias, so a bias added in the wrong place would show.
-    if ours.bias is not None:
-        with torch.no_grad():
-            ours.bias.normal_(generator=gen)
+    x, ours = gat_case(cora, case, dtype)
+    concat = ours.concat
     theirs = dgl_gat_like(ours)
     g = cora.graph.to_dgl()
 
@@ -107,11 +69,7 @@ def test_gat_conv_matches_dgl_outputs_and_gradients(cora, case, dtype):
         out = theirs(g, x)                                   # (N, H, D)
         return out.flatten(1) if concat else out.mean(1)
 
-    out, grad = outputs_and_grads(lambda x: ours(cora.graph, x), x)
-    ref_out, ref_grad = outputs_and_grads(dgl_forward, x)
-    assert out.shape == ref_out.shape
-    assert max_diff(out, ref_out) < ATOL[dtype], f"output max |diff| {max_diff(out, ref_out):.3g}"
-    assert max_diff(grad, ref_grad) < ATOL[dtype], f"input-gradient max |diff| {max_diff(grad, ref_grad):.3g}"
+    assert_same_outputs_and_grads(lambda x: ours(cora.graph, x), dgl_forward, x, dtype)
 
 
 def test_gat_conv_parameter_gradients_match_dgl(cora):
