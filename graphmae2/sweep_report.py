@@ -63,7 +63,7 @@ def format_table(rows: Sequence[Dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
     for i, row in enumerate(rows):
         cells = [format_value(row[k]) for k in keys]
-        cells += [f"{row[f'{m}_mean']:.4f} ± {row[f'{m}_std']:.4f}" for m in metrics]
+        cells += [_mean_std(row[f"{m}_mean"], row[f"{m}_std"]) for m in metrics]
         if i == best:
             col = len(keys) + metrics.index(SELECT)
             cells[col] = f"**{cells[col]}** ★"
@@ -73,7 +73,15 @@ def format_table(rows: Sequence[Dict[str, Any]]) -> str:
     if best is not None:
         lines += ["", f"★ best mean {SELECT} (chosen on validation; test accuracy is reported beside it, "
                       f"not used to choose)."]
+    elif f"{SELECT}_mean" in rows[0]:
+        lines += ["", f"— no {SELECT}: the dataset has no labels or no validation split, so no point "
+                      f"is chosen (the monitor columns are still comparable)."]
     return "\n".join(lines)
+
+
+def _mean_std(mean: float, std: float) -> str:
+    """``0.8123 ± 0.0040``, or ``—`` for a metric no seed produced (NaN)."""
+    return "—" if math.isnan(mean) else f"{mean:.4f} ± {std:.4f}"
 
 
 def write_reports(rows: Sequence[Dict[str, Any]], sweep_dir: Path) -> None:

@@ -215,3 +215,19 @@ def test_diverged_run_is_counted_left_out_of_means_and_the_sweep_goes_on(tmp_pat
     assert rows[0]["test_acc_mean"] == pytest.approx(0.5) and rows[1]["test_acc_mean"] == pytest.approx(0.55)
     assert "ema.momentum=0 seed 1 diverged and is left out of the means" in caplog.text
     assert "1 (1 diverged)" in (tmp_path / "sweep.md").read_text()
+
+
+def test_sweep_over_an_unlabelled_graph_tabulates_no_accuracy_and_chooses_nothing(tmp_path):
+    """A graph without labels pre-trains at every point; the table says why no point is
+    chosen instead of printing ``nan ± nan``."""
+    from graphmae2.datasets import NodeDataset
+
+    gen = torch.Generator().manual_seed(0)
+    src = torch.arange(24)
+    data = NodeDataset.from_arrays(torch.rand(24, 6, generator=gen), torch.stack([src, (src + 1) % 24]))
+    rows = run_sweep(load_config(None, TINY), parse_sweep(["ema.momentum=0,1"]), [0], tmp_path, CPU,
+                     data=data, progress=False)
+    assert best_index(rows) is None and [r["n_seeds"] for r in rows] == [1, 1]
+    table = (tmp_path / "sweep.md").read_text()
+    assert "nan" not in table and "★" not in table
+    assert "| 0 | — | — |" in table and "no labels or no validation split" in table
