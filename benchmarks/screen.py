@@ -9,8 +9,11 @@ top of ``configs/<dataset>.yaml`` (``NAME=`` is the config as shipped). Each pro
 ``benchmarks/accuracy.py`` for one seed into ``--out/<name>/seed-<s>``, with one thread
 (``OMP_NUM_THREADS=1``), so ``--jobs`` processes share the machine; on one GPU they share
 it by time-slicing. Finished (variant, seed) pairs are skipped, so an interrupted screen
-resumes where it stopped. The summary is printed as a Markdown table and written to
-``--out/screen.md``.
+resumes where it stopped; seeds run in order, every variant's seed before the next seed, so a
+screen cut short leaves all variants with the same seeds. The summary is printed as a Markdown
+table and written to ``--out/screen.md``: per variant validation and test accuracy (mean ±
+population std), the validation difference to the first ``--variant`` paired by seed, and the
+per-seed values. ``--report`` tabulates what has finished without starting anything.
 """
 import argparse
 import glob
@@ -59,20 +62,41 @@ def collect(out: Path) -> Dict[str, Dict[int, dict]]:
     return found
 
 
-def table(found: Dict[str, Dict[int, dict]], overrides: Dict[str, List[str]]) -> str:
-    """Markdown rows, best mean validation accuracy first."""
+def schedule(names: List[str], seeds: List[int]) -> List[Tuple[str, int]]:
+    """(variant, seed) jobs, seed-major: a screen cut short leaves every variant with the same seeds."""
+    return [(name, seed) for seed in seeds for name in names]
+
+
+def _mean_std(xs: List[float]) -> str:
+    return f"{statistics.mean(xs):.4f} ± {statistics.pstdev(xs) if len(xs) > 1 else 0.0:.4f}"
+
+
+def table(found: Dict[str, Dict[int, dict]], overrides: Dict[str, List[str]], base: str = "") -> str:
+    """Markdown rows, best mean validation accuracy first.
+
+    ``base`` (default: the first variant found; ``main`` passes the first ``--variant``) is the
+    arm the others are paired with: over the seeds both ran, the validation difference, its
+    mean ± std and on how many seeds it is > 0.
+    """
+    base = base or next(iter(found), "")
     rows = []
     for name, per in found.items():
         seeds = sorted(per)
         val = [per[s]["val_acc"] for s in seeds]
         test = [per[s]["test_acc"] for s in seeds]
-        sd = statistics.pstdev(test) if len(test) > 1 else 0.0
-        rows.append((statistics.mean(val), f"| {name} | {statistics.mean(val):.4f} | {statistics.mean(test):.4f} ± "
-                     f"{sd:.4f} | {', '.join(f'{t:.3f}' for t in test)} | {' '.join(map(str, seeds))} | "
-                     f"{statistics.mean(per[s]['seconds'] for s in seeds):.0f} s | "
+        shared = [s for s in seeds if s in found.get(base, {})]
+        if name == base or not shared:
+            paired = "—"
+        else:
+            diff = [per[s]["val_acc"] - found[base][s]["val_acc"] for s in shared]
+            sd = statistics.pstdev(diff) if len(diff) > 1 else 0.0
+            paired = f"{statistics.mean(diff):+.4f} ± {sd:.4f}, > 0 on {sum(d > 0 for d in diff)} of {len(diff)}"
+        per_seed = ", ".join(f"{v:.3f}/{t:.3f}" for v, t in zip(val, test))
+        rows.append((statistics.mean(val), f"| {name} | {_mean_std(val)} | {_mean_std(test)} | {paired} | {per_seed} | "
+                     f"{' '.join(map(str, seeds))} | {statistics.mean(per[s]['seconds'] for s in seeds):.0f} s | "
                      f"`{' '.join(overrides.get(name, [])) or '(as shipped)'}` |"))
-    head = ("| variant | val acc (mean) | test acc (mean ± std) | test per seed | seeds | pre-training per seed | "
-            "overrides |\n| --- | --- | --- | --- | --- | --- | --- |")
+    head = (f"| variant | val acc | test acc | val − {base or 'base'} (paired) | per seed val/test | seeds | "
+            "pre-training per seed | overrides |\n| --- | --- | --- | --- | --- | --- | --- | --- |")
     return "\n".join([head] + [r for _, r in sorted(rows, key=lambda r: -r[0])])
 
 
@@ -85,6 +109,7 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--jobs", type=int, default=2, help="processes at once")
     p.add_argument("--out", type=Path, default=Path("runs/screen"))
+    p.add_argument("--report", action="store_true", help="start nothing: tabulate the runs finished so far")
     args = p.parse_args()
     overrides = dict(args.variants)
     if len(overrides) != len(args.variants):
@@ -94,12 +119,12 @@ def main() -> None:
             load_config(f"{args.dataset}.yaml", items)
         except ConfigError as e:
             p.error(f"variant {name!r}: {e}")
-    jobs = [(name, seed) for name in overrides for seed in args.seeds]
+    jobs = [] if args.report else schedule(list(overrides), args.seeds)
     with ThreadPoolExecutor(args.jobs) as pool:
         codes = list(pool.map(lambda job: run_one(args.dataset, job[1], overrides[job[0]],
                                                   args.out / job[0] / f"seed-{job[1]}", args.device), jobs))
     failed = [f"{name} seed {seed}" for (name, seed), code in zip(jobs, codes) if code]
-    text = table(collect(args.out), overrides)
+    text = table(collect(args.out), overrides, base=args.variants[0][0])
     (args.out / "screen.md").write_text(text + "\n")
     print(text)
     if failed:
