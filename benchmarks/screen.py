@@ -67,8 +67,9 @@ def schedule(names: List[str], seeds: List[int]) -> List[Tuple[str, int]]:
     return [(name, seed) for seed in seeds for name in names]
 
 
-def _mean_std(xs: List[float]) -> str:
-    return f"{statistics.mean(xs):.4f} ± {statistics.pstdev(xs) if len(xs) > 1 else 0.0:.4f}"
+def _mean_std(xs: List[float], sign: str = "") -> str:
+    """``mean ± population std``; ``sign="+"`` prints the mean's sign."""
+    return f"{statistics.mean(xs):{sign}.4f} ± {statistics.pstdev(xs) if len(xs) > 1 else 0.0:.4f}"
 
 
 def table(found: Dict[str, Dict[int, dict]], overrides: Dict[str, List[str]], base: str = "") -> str:
@@ -89,8 +90,7 @@ def table(found: Dict[str, Dict[int, dict]], overrides: Dict[str, List[str]], ba
             paired = "—"
         else:
             diff = [per[s]["val_acc"] - found[base][s]["val_acc"] for s in shared]
-            sd = statistics.pstdev(diff) if len(diff) > 1 else 0.0
-            paired = f"{statistics.mean(diff):+.4f} ± {sd:.4f}, > 0 on {sum(d > 0 for d in diff)} of {len(diff)}"
+            paired = f"{_mean_std(diff, '+')}, > 0 on {sum(d > 0 for d in diff)} of {len(diff)}"
         per_seed = ", ".join(f"{v:.3f}/{t:.3f}" for v, t in zip(val, test))
         rows.append((statistics.mean(val), f"| {name} | {_mean_std(val)} | {_mean_std(test)} | {paired} | {per_seed} | "
                      f"{' '.join(map(str, seeds))} | {statistics.mean(per[s]['seconds'] for s in seeds):.0f} s | "
