@@ -307,7 +307,7 @@ def check_target_collapse(stats: Mapping[str, float], dim: int, epoch: int) -> O
             f"(warn below {floor:.2f}), uncentred {stats['target_eff_rank']:.2f}; cosine to the mean "
             f"target {cos:.4f} (warn above {TARGET_COSINE}){info_text}. The teacher passes little more "
             f"than one direction. Usually helps: model.latent_target=standardise (or batchnorm, centre); "
-            f"then ema.momentum matters (e.g. 0.99-0.999)")
+            f"then ema.momentum matters: sweep it on validation (--sweep ema.momentum=0,0.9,0.99,0.996,0.999)")
 
 
 def std_threshold(dim: int) -> float:
