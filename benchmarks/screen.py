@@ -12,8 +12,10 @@ it by time-slicing. Finished (variant, seed) pairs are skipped, so an interrupte
 resumes where it stopped; seeds run in order, every variant's seed before the next seed, so a
 screen cut short leaves all variants with the same seeds. The summary is printed as a Markdown
 table and written to ``--out/screen.md``: per variant validation and test accuracy (mean ±
-population std), the validation difference to the first ``--variant`` paired by seed, and the
-per-seed values. ``--report`` tabulates what has finished without starting anything.
+population std), the validation difference to the first ``--variant`` paired by seed, the
+per-seed values, and the collapse monitor's last reading of the latent target (centred
+effective rank, cosine to the mean target, teacher information; min to max over seeds).
+``--report`` tabulates what has finished without starting anything.
 """
 import argparse
 import glob
@@ -25,7 +27,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from graphmae2.config import ConfigError, load_config
 
@@ -72,6 +74,18 @@ def _mean_std(xs: List[float], sign: str = "") -> str:
     return f"{statistics.mean(xs):{sign}.4f} ± {statistics.pstdev(xs) if len(xs) > 1 else 0.0:.4f}"
 
 
+# The collapse monitor's last reading of the latent target, per seed (metrics.json), as min to max over seeds.
+_TEACHER = (("target_eff_rank_centred", ".1f"), ("target_cos_to_mean", ".4f"), ("teacher_information", ".3g"))
+
+
+def _span(xs: List[Optional[float]], fmt: str) -> str:
+    """``min to max`` of the seeds' values; ``—`` when a seed has none (monitor off, or an older run)."""
+    if not xs or any(x is None for x in xs):
+        return "—"
+    lo, hi = min(xs), max(xs)
+    return f"{lo:{fmt}}" if lo == hi else f"{lo:{fmt}} to {hi:{fmt}}"
+
+
 def table(found: Dict[str, Dict[int, dict]], overrides: Dict[str, List[str]], base: str = "") -> str:
     """Markdown rows, best mean validation accuracy first.
 
@@ -92,11 +106,13 @@ def table(found: Dict[str, Dict[int, dict]], overrides: Dict[str, List[str]], ba
             diff = [per[s]["val_acc"] - found[base][s]["val_acc"] for s in shared]
             paired = f"{_mean_std(diff, '+')}, > 0 on {sum(d > 0 for d in diff)} of {len(diff)}"
         per_seed = ", ".join(f"{v:.3f}/{t:.3f}" for v, t in zip(val, test))
+        teacher = " | ".join(_span([per[s].get(key) for s in seeds], fmt) for key, fmt in _TEACHER)
         rows.append((statistics.mean(val), f"| {name} | {_mean_std(val)} | {_mean_std(test)} | {paired} | {per_seed} | "
                      f"{' '.join(map(str, seeds))} | {statistics.mean(per[s]['seconds'] for s in seeds):.0f} s | "
-                     f"`{' '.join(overrides.get(name, [])) or '(as shipped)'}` |"))
+                     f"{teacher} | `{' '.join(overrides.get(name, [])) or '(as shipped)'}` |"))
     head = (f"| variant | val acc | test acc | val − {base or 'base'} (paired) | per seed val/test | seeds | "
-            "pre-training per seed | overrides |\n| --- | --- | --- | --- | --- | --- | --- | --- |")
+            "pre-training per seed | target centred rank | target cos to mean | teacher information | overrides |\n"
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     return "\n".join([head] + [r for _, r in sorted(rows, key=lambda r: -r[0])])
 
 

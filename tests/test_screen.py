@@ -10,8 +10,8 @@ screen = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(screen)
 
 
-def _rec(val: float, test: float) -> dict:
-    return {"val_acc": val, "test_acc": test, "seconds": 10.0}
+def _rec(val: float, test: float, **monitor: float) -> dict:
+    return {"val_acc": val, "test_acc": test, "seconds": 10.0, **monitor}
 
 
 def test_schedule_runs_every_variant_of_a_seed_before_the_next_seed():
@@ -33,6 +33,18 @@ def test_table_ranks_on_validation_and_pairs_with_the_base_by_seed():
     assert "| +0.0150 ± 0.0250, > 0 on 1 of 2 |" in first
     assert "0.740/0.700, 0.710/0.700, 0.900/0.600" in first
     assert "`ema.momentum=0.9`" in first and "`(as shipped)`" in second
+    assert "| — | — | — |" in first                     # no monitor readings in these records
+
+
+def test_table_reports_the_targets_collapse_reading_as_a_span_over_seeds():
+    healthy = dict(target_eff_rank_centred=80.0, target_cos_to_mean=-0.0015, teacher_information=1.0)
+    found = {"std": {0: _rec(0.7, 0.8, **healthy),
+                     1: _rec(0.7, 0.8, **dict(healthy, target_eff_rank_centred=74.25, target_cos_to_mean=0.0023))},
+             "ref": {0: _rec(0.6, 0.8, target_eff_rank_centred=1.2, target_cos_to_mean=0.9998, teacher_information=2e-4)}}
+    lines = screen.table(found, {}, base="ref").splitlines()
+    assert "| target centred rank | target cos to mean | teacher information |" in lines[0]
+    assert "| 74.2 to 80.0 | -0.0015 to 0.0023 | 1 |" in lines[2]
+    assert "| 1.2 | 0.9998 | 0.0002 |" in lines[3]
 
 
 def test_a_bad_variant_is_refused_before_any_run(tmp_path, monkeypatch, capsys):
