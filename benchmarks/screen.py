@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from graphmae2.config import ConfigError, load_config
+from graphmae2.monitor import SWEEP_KEYS
 
 ACCURACY = Path(__file__).resolve().with_name("accuracy.py")
 
@@ -74,8 +75,11 @@ def _mean_std(xs: List[float], sign: str = "") -> str:
     return f"{statistics.mean(xs):{sign}.4f} ± {statistics.pstdev(xs) if len(xs) > 1 else 0.0:.4f}"
 
 
-# The collapse monitor's last reading of the latent target, per seed (metrics.json), as min to max over seeds.
-_TEACHER = (("target_eff_rank_centred", ".1f"), ("target_cos_to_mean", ".4f"), ("teacher_information", ".3g"))
+# Column label and format of each of the monitor's SWEEP_KEYS (the last reading of the latent
+# target that every run's metrics.json carries), shown as min to max over seeds.
+_TEACHER = {"target_eff_rank_centred": ("target centred rank", ".1f"),
+            "target_cos_to_mean": ("target cos to mean", ".4f"),
+            "teacher_information": ("teacher information", ".3g")}
 
 
 def _span(xs: List[Optional[float]], fmt: str) -> str:
@@ -106,13 +110,13 @@ def table(found: Dict[str, Dict[int, dict]], overrides: Dict[str, List[str]], ba
             diff = [per[s]["val_acc"] - found[base][s]["val_acc"] for s in shared]
             paired = f"{_mean_std(diff, '+')}, > 0 on {sum(d > 0 for d in diff)} of {len(diff)}"
         per_seed = ", ".join(f"{v:.3f}/{t:.3f}" for v, t in zip(val, test))
-        teacher = " | ".join(_span([per[s].get(key) for s in seeds], fmt) for key, fmt in _TEACHER)
+        teacher = " | ".join(_span([per[s].get(key) for s in seeds], _TEACHER[key][1]) for key in SWEEP_KEYS)
         rows.append((statistics.mean(val), f"| {name} | {_mean_std(val)} | {_mean_std(test)} | {paired} | {per_seed} | "
                      f"{' '.join(map(str, seeds))} | {statistics.mean(per[s]['seconds'] for s in seeds):.0f} s | "
                      f"{teacher} | `{' '.join(overrides.get(name, [])) or '(as shipped)'}` |"))
     head = (f"| variant | val acc | test acc | val − {base or 'base'} (paired) | per seed val/test | seeds | "
-            "pre-training per seed | target centred rank | target cos to mean | teacher information | overrides |\n"
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+            f"pre-training per seed | {' | '.join(_TEACHER[key][0] for key in SWEEP_KEYS)} | overrides |\n"
+            + "| --- " * (8 + len(SWEEP_KEYS)) + "|")
     return "\n".join([head] + [r for _, r in sorted(rows, key=lambda r: -r[0])])
 
 
