@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from graphmae2.evaluation import (EVAL_MODES, BestValidation, ProbeResult, cluster, finetune,
-                                  linear_probe)
+                                  linear_probe, probe_curves)
 from graphmae2.evaluation.head import make_head
 from graphmae2.graph import Graph
 
@@ -107,6 +107,31 @@ def test_linear_probe_ties_last_reports_last_best_val_epoch() -> None:
     assert last.best_epoch == last_best + 1 > first.best_epoch
     assert last.val_acc == first.val_acc == val[last_best]
     assert last.test_acc == test[last_best]
+
+
+def test_probe_curves_are_the_probe_loop_per_named_mask() -> None:
+    # Each named mask gets its accuracy after every epoch, as the plain loop computes it;
+    # a mask that splits the validation nodes in two gives the halves whose node-weighted
+    # mean is the validation curve.
+    x, y, _, _, _ = _blobs(spread=0.6, seed=3)
+    tr, va, te = _splits(NUM_NODES, torch.Generator().manual_seed(4), 21, 80)
+    kw = dict(lr=0.5, weight_decay=0.0, max_epoch=60)
+    half = va & (torch.arange(NUM_NODES) % 2 == 0)
+    curves = probe_curves(x, y, tr, {"val": va, "test": te, "a": half, "b": va & ~half}, seed=1, **kw)
+    val, test = _reference_curves(x, y, tr, va, te, seed=1, **kw)
+    assert curves["val"].tolist() == val and curves["test"].tolist() == test
+    n_a, n_b = int(half.sum()), int((va & ~half).sum())
+    mixed = (curves["a"] * n_a + curves["b"] * n_b) / (n_a + n_b)
+    assert torch.allclose(mixed, curves["val"], rtol=0, atol=1e-12)
+    assert not torch.equal(curves["a"], curves["b"])
+
+
+def test_probe_curves_name_the_bad_mask() -> None:
+    x, y, tr, va, te = _blobs(spread=1.0)
+    with pytest.raises(ValueError, match="half selects no nodes"):
+        probe_curves(x, y, tr, {"val": va, "half": torch.zeros_like(va)}, seed=0, **PROBE)
+    with pytest.raises(ValueError, match="at least one named mask"):
+        probe_curves(x, y, tr, {}, seed=0, **PROBE)
 
 
 def test_linear_probe_rejects_unknown_ties() -> None:

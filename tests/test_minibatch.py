@@ -17,6 +17,8 @@ from graphmae2.minibatch import EgoBatches, EgoCollate, ego_embeddings, induced_
 from graphmae2.sampling import ego_graphs
 from graphmae2.trainer import pretrain
 
+from conftest import run_torchrun
+
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
 
@@ -104,11 +106,8 @@ def test_torchrun_two_processes_agree_with_one(tmp_path):
                              "--out", str(tmp_path / "one"), "--set", *sets],
                             cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
     assert single.returncode == 0, single.stderr[-2000:]
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    multi = subprocess.run([*torchrun, "train.py", "--config", "synthetic-small.yaml", "--quiet",
-                            "--out", str(tmp_path / "two"), "--set", *sets],
-                           cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
-    assert multi.returncode == 0, multi.stderr[-2000:]
+    multi = run_torchrun(["train.py", "--config", "synthetic-small.yaml", "--quiet",
+                          "--out", str(tmp_path / "two"), "--set", *sets], cwd=ROOT, env=env)
     one = json.loads(next((tmp_path / "one").glob("*/seed-0/manifest.json")).read_text())
     two = json.loads(next((tmp_path / "two").glob("*/seed-0/manifest.json")).read_text())
     assert two["world_size"] == 2 and len(set(two["teacher_digest_by_rank"])) == 1

@@ -15,6 +15,7 @@ from graphmae2.manifest import state_digests
 from graphmae2.monitor import SWEEP_KEYS, TARGET_STAT_KEYS
 from graphmae2.sweep import point_row
 
+from conftest import run_torchrun
 from test_data_modes import MODES, _scalars, config
 
 CPU = torch.device("cpu")
@@ -109,10 +110,7 @@ def test_torchrun_two_ranks_keep_one_teacher_with_new_targets_and_drop_edge(targ
                            "--out", str(tmp_path / "one"), "--set", *sets],
                           cwd=root, capture_output=True, text=True, env=env, timeout=600)
     assert warm.returncode == 0, warm.stderr[-2000:]
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                          "--standalone", "train.py", "--config", "synthetic-small.yaml", "--quiet",
-                          "--out", str(tmp_path / "two"), "--set", *sets],
-                         cwd=root, capture_output=True, text=True, env=env, timeout=600)
-    assert run.returncode == 0, run.stderr[-2000:]
+    run_torchrun(["train.py", "--config", "synthetic-small.yaml", "--quiet", "--out", str(tmp_path / "two"),
+                  "--set", *sets], cwd=root, env=env)
     two = json.loads(next((tmp_path / "two").glob("*/seed-0/manifest.json")).read_text())
     assert two["world_size"] == 2 and len(set(two["teacher_digest_by_rank"])) == 1

@@ -8,7 +8,7 @@ global RNG state as it found it; all randomness comes from the ``"probe"`` strea
 """
 from .cluster import cluster
 from .finetune import finetune
-from .linear import linear_probe
+from .linear import linear_probe, probe_curves
 from .modes import can_evaluate, evaluate, probe
 from .selection import BestValidation, ProbeResult
 
@@ -16,4 +16,4 @@ from .selection import BestValidation, ProbeResult
 EVAL_MODES = ("linear", "finetune", "cluster")
 
 __all__ = ["EVAL_MODES", "BestValidation", "ProbeResult", "can_evaluate", "cluster", "evaluate", "finetune",
-           "linear_probe", "probe"]
+           "linear_probe", "probe", "probe_curves"]

@@ -8,7 +8,7 @@ reported (see :mod:`graphmae2.evaluation.selection`).
 from __future__ import annotations
 
 import logging
-from typing import Optional, Union
+from typing import Dict, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from .head import make_head
 from .selection import BestValidation, ProbeResult
-from .splits import check_embeddings, check_optim, check_positive_int, check_splits, correct_count
+from .splits import check_embeddings, check_labels, check_mask, check_optim, check_positive_int, correct_count
 
 _logger = logging.getLogger(__name__)
 
@@ -51,22 +51,49 @@ def linear_probe(embeddings: Tensor, labels: Tensor, train_mask: Tensor, val_mas
             out-of-range hyperparameters.
         FloatingPointError: if the training loss became NaN or Inf (lower ``lr``).
     """
-    max_epoch = check_positive_int("max_epoch", max_epoch)
     tracker = BestValidation(ties)  # rejects a bad ``ties`` before any work
+    curves = probe_curves(embeddings, labels, train_mask, {"val_mask": val_mask, "test_mask": test_mask}, lr=lr,
+                          weight_decay=weight_decay, max_epoch=max_epoch, seed=seed, device=device,
+                          progress=progress)
+    for epoch, (val_acc, test_acc) in enumerate(zip(curves["val_mask"].tolist(), curves["test_mask"].tolist()), start=1):
+        tracker.update(epoch, val_acc, test_acc)
+    result = tracker.result()
+    _logger.info("linear probe: test_acc=%.4f val_acc=%.4f at epoch %d/%d", result.test_acc,
+                 result.val_acc, result.best_epoch, max_epoch)
+    return result
+
+
+def probe_curves(embeddings: Tensor, labels: Tensor, train_mask: Tensor, masks: Dict[str, Tensor], *,
+                 lr: float, weight_decay: float, max_epoch: int, seed: int,
+                 device: Optional[Union[str, torch.device]] = None,
+                 progress: bool = False) -> Dict[str, Tensor]:
+    """Train the probe's logistic regression and return, per named mask, its accuracy after
+    every epoch: ``{name: float64 [max_epoch]}``, entry ``e`` after ``e + 1`` optimizer steps.
+
+    :func:`linear_probe` selects an epoch from the validation curve; other selections (an
+    epoch chosen on one part of the validation nodes and scored on the other,
+    ``benchmarks/probe_selection.py``) read the same curves. Arguments as in
+    :func:`linear_probe`; each of ``masks`` is checked like the validation mask.
+    """
+    max_epoch = check_positive_int("max_epoch", max_epoch)
     check_optim(lr, weight_decay)
     num_nodes = embeddings.shape[0] if embeddings.dim() >= 1 else 0
     check_embeddings(embeddings, num_nodes)
     device = torch.device(device) if device is not None else embeddings.device
     x = embeddings.detach().to(device=device, dtype=torch.float32)
-    labels, train_mask, val_mask, test_mask, num_classes = check_splits(
-        torch.as_tensor(labels).to(device), torch.as_tensor(train_mask).to(device),
-        torch.as_tensor(val_mask).to(device), torch.as_tensor(test_mask).to(device), num_nodes)
-    n_val, n_test = int(val_mask.sum()), int(test_mask.sum())
+    labels = check_labels(torch.as_tensor(labels).to(device), num_nodes)
+    train_mask = check_mask("train_mask", train_mask, labels)
+    if not masks:
+        raise ValueError("masks: give at least one named mask to score, e.g. {'val_mask': ..., 'test_mask': ...}")
+    names = list(masks)
+    scored = [check_mask(name, masks[name], labels) for name in names]
+    num_classes = int(labels.max()) + 1
+    sizes = torch.tensor([int(m.sum()) for m in scored], dtype=torch.float64)
 
     head = make_head(x.shape[1], num_classes, seed, device=device)
     optimizer = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=weight_decay)
     # Per-epoch correct counts stay on the device; one transfer at the end, not one per epoch.
-    correct = torch.zeros(max_epoch, 2, dtype=torch.long, device=device)  # (epoch, [val, test])
+    correct = torch.zeros(max_epoch, len(scored), dtype=torch.long, device=device)
     finite = torch.ones((), dtype=torch.bool, device=device)
     x_train, y_train = x[train_mask], labels[train_mask]  # gathered once, not per epoch
     bar = tqdm(range(max_epoch), desc="linear probe", disable=not progress, leave=False)
@@ -78,17 +105,12 @@ def linear_probe(embeddings: Tensor, labels: Tensor, train_mask: Tensor, val_mas
         finite &= torch.isfinite(loss.detach())
         with torch.no_grad():
             logits = head(x)  # (N, C)
-            correct[epoch, 0] = correct_count(logits, labels, val_mask)
-            correct[epoch, 1] = correct_count(logits, labels, test_mask)
+            for i, mask in enumerate(scored):
+                correct[epoch, i] = correct_count(logits, labels, mask)
         if progress:
-            bar.set_postfix(loss=f"{loss.item():.4f}", val_acc=f"{correct[epoch, 0].item() / n_val:.4f}")
+            first = f"{names[0].removesuffix('_mask')}_acc"
+            bar.set_postfix({"loss": f"{loss.item():.4f}", first: f"{correct[epoch, 0].item() / sizes[0]:.4f}"})
     if not bool(finite):
         raise FloatingPointError(f"linear probe loss became NaN or Inf with lr={lr}; try a lower lr")
-
-    for epoch, (val_ok, test_ok) in enumerate(correct.tolist(), start=1):
-        tracker.update(epoch, val_ok / n_val, test_ok / n_test)
-    result = tracker.result()
-    _logger.info("linear probe: test_acc=%.4f val_acc=%.4f at epoch %d/%d", result.test_acc,
-                 result.val_acc, result.best_epoch, max_epoch)
-    return result
-
+    acc = correct.cpu().double() / sizes
+    return {name: acc[:, i] for i, name in enumerate(names)}

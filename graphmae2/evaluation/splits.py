@@ -26,27 +26,32 @@ def check_splits(labels: Tensor, train_mask: Tensor, val_mask: Tensor, test_mask
     """Validate labels and the three boolean masks over ``num_nodes`` nodes.
 
     Returns ``(labels, train_mask, val_mask, test_mask, num_classes)`` with labels as
-    int64 and ``num_classes = labels.max() + 1``. Every mask must be a non-empty
-    boolean tensor of length ``num_nodes``, and every node in a mask needs a
-    non-negative label (unlabelled nodes, marked ``-1``, may sit outside the masks).
+    int64 and ``num_classes = labels.max() + 1``. Every mask must pass :func:`check_mask`.
     """
     labels = check_labels(labels, num_nodes)
-    masks = []
-    for name, mask in (("train_mask", train_mask), ("val_mask", val_mask), ("test_mask", test_mask)):
-        mask = torch.as_tensor(mask)
-        if mask.dtype != torch.bool:
-            raise ValueError(f"{name} must be a boolean tensor, got dtype {mask.dtype}; "
-                             f"convert node indices with a zeros(num_nodes, dtype=bool) mask")
-        if mask.dim() != 1 or mask.numel() != num_nodes:
-            raise ValueError(f"{name} must have shape [{num_nodes}] (one entry per node), "
-                             f"got {tuple(mask.shape)}")
-        if not bool(mask.any()):
-            raise ValueError(f"{name} selects no nodes; every split needs at least one node")
-        masks.append(mask.to(labels.device))
-        if bool((labels[masks[-1]] < 0).any()):
-            raise ValueError(f"{name} includes nodes with a negative (missing) label")
-    num_classes = int(labels.max()) + 1
-    return labels, masks[0], masks[1], masks[2], num_classes
+    masks = [check_mask(name, mask, labels) for name, mask in
+             (("train_mask", train_mask), ("val_mask", val_mask), ("test_mask", test_mask))]
+    return labels, masks[0], masks[1], masks[2], int(labels.max()) + 1
+
+
+def check_mask(name: str, mask: Tensor, labels: Tensor) -> Tensor:
+    """``mask`` on ``labels``' device, if it is a non-empty boolean tensor with one entry per
+    node whose nodes all have a non-negative label (unlabelled nodes, marked ``-1``, may sit
+    outside it); otherwise a one-line ``ValueError`` naming ``name``."""
+    num_nodes = labels.numel()
+    mask = torch.as_tensor(mask)
+    if mask.dtype != torch.bool:
+        raise ValueError(f"{name} must be a boolean tensor, got dtype {mask.dtype}; "
+                         f"convert node indices with a zeros(num_nodes, dtype=bool) mask")
+    if mask.dim() != 1 or mask.numel() != num_nodes:
+        raise ValueError(f"{name} must have shape [{num_nodes}] (one entry per node), "
+                         f"got {tuple(mask.shape)}")
+    if not bool(mask.any()):
+        raise ValueError(f"{name} selects no nodes; every split needs at least one node")
+    mask = mask.to(labels.device)
+    if bool((labels[mask] < 0).any()):
+        raise ValueError(f"{name} includes nodes with a negative (missing) label")
+    return mask
 
 
 def check_positive_int(name: str, value: int) -> int:
