@@ -94,11 +94,14 @@ class ModelConfig:
     latent_target: str = _f("reference", "how the latent loss compares prediction and EMA target (formulas in "
                             "graphmae2/model.py): reference (GraphMAE2's, as is), standardise (both per dimension "
                             "over the latent nodes, no affine), batchnorm (BatchNorm in the projector, as "
-                            "BYOL/BGRL), centre (target minus an EMA centre, as DINO)",
-                            choices=("reference", "standardise", "batchnorm", "centre"))
+                            "BYOL/BGRL), centre (target minus an EMA centre, as DINO), whiten (prediction "
+                            "standardised, target standardised and decorrelated, after W-MSE)",
+                            choices=("reference", "standardise", "batchnorm", "centre", "whiten"))
     drop_edge_rate: float = _f(0.0, "DropEdge: each step the encoder and the EMA teacher each see the graph with "
                                "this fraction of edges dropped, two independent draws (the reference's "
                                "drop_edge_rate); the decoder sees the full graph", low=0.0, high=1.0, high_open=True)
+    whiten_shrinkage: float = _f(0.1, "alpha of latent_target=whiten: the target is decorrelated with "
+                                 "(1 - alpha) * correlation + alpha * identity; 0 whitens fully", low=0.0, high=1.0)
     centre_momentum: float = _f(0.9, "momentum of the latent_target=centre centre, per step (DINO's 0.9)",
                                 low=0.0, high=1.0, high_open=True)
 

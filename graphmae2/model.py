@@ -29,12 +29,21 @@ mini-batch mode). The loss is always :math:`\mathrm{SCE}_1(\tilde p, \tilde t) =
   ``Linear -> BatchNorm1d -> PReLU -> Linear``; the BatchNorm always uses the statistics
   of the latent nodes it is given (``track_running_stats=False``, so student and teacher
   alike, in train and eval mode, and no buffers for the EMA to average);
+* ``whiten`` (after W-MSE, Ermolov et al. 2021): :math:`\tilde p = ` ``standardise`` (p);
+  the target is standardised, :math:`s = ` ``standardise`` (t), then decorrelated with a
+  shrunk correlation matrix, :math:`C = s^\top s / n`, :math:`C_\alpha = (1 - \alpha) C
+  + \alpha I = L L^\top` (Cholesky), :math:`\tilde t = s L^{-\top}` (:math:`\alpha =`
+  ``model.whiten_shrinkage``). At :math:`\alpha = 0` the target's covariance is the
+  identity, every direction equally weighted; :math:`\alpha > 0` keeps directions with
+  correlation eigenvalue far below :math:`\alpha` damped (by about :math:`\lambda /
+  \alpha`) instead of blowing noise up, and :math:`C_\alpha` positive definite when
+  :math:`n <` hidden (mini-batches). No gradient flows through the target;
 * ``centre`` (DINO, Caron et al. 2021): :math:`\tilde p = p,\ \tilde t_i = t_i - c` with
   a centre buffer :math:`c \leftarrow \lambda c + (1 - \lambda)\,\mu(t)` updated after
   each training forward (:math:`\lambda` = ``model.centre_momentum``, :math:`c_0 = 0`).
   A direction shared by all targets is subtracted once :math:`c` has caught up with it.
 
-DDP: :math:`\mu, \sigma^2` of ``standardise`` and ``batchnorm`` are per rank, over that
+DDP: :math:`\mu, \sigma^2` (and :math:`C`) of ``standardise``, ``whiten`` and ``batchnorm`` are per rank, over that
 rank's latent nodes, as unsynchronised BatchNorm: gradients are all-reduced, so parameters
 stay identical on every rank, and the objective depends on the per-rank batch, not on
 the rank. The ``centre`` update all-reduces :math:`\mu(t)`, so :math:`c` is the same
@@ -87,6 +96,29 @@ def standardise(z: Tensor, eps: float = STANDARDISE_EPS) -> Tensor:
     centred = z64 - mu
     var = centred.pow(2).mean(dim=0, keepdim=True)                          # (1, D)
     return (centred * torch.rsqrt(var + eps)).float()
+
+
+def whiten(z: Tensor, shrinkage: float) -> Tensor:
+    r"""Standardise ``z`` ``[n, D]`` per dimension, then decorrelate it with the shrunk
+    correlation matrix: :math:`s L^{-\top}` with :math:`(1 - \alpha)\,s^\top s / n +
+    \alpha I = L L^\top`, ``[n, D]`` float32 (formula in the module docstring).
+
+    The correlation matrix is a float32 product, its Cholesky factor and inverse are
+    float64 (deterministic LAPACK/cuSOLVER calls, no atomics), and autocast is off here,
+    so ``train.precision: bf16`` does not round the decorrelation.
+    """
+    with torch.autocast(z.device.type, enabled=False):
+        s = standardise(z)                                                  # (n, D) float32
+        n, dim = s.shape
+        corr = (s.t() @ s).double() / n                                     # (D, D)
+        eye = torch.eye(dim, dtype=torch.float64, device=s.device)
+        factor, info = torch.linalg.cholesky_ex((1.0 - shrinkage) * corr + shrinkage * eye)
+        if int(info) != 0:
+            raise ValueError(f"model.latent_target=whiten: the target's correlation matrix over {n} latent nodes "
+                             f"is singular (fewer nodes than its {dim} dimensions, or collinear ones) at "
+                             f"model.whiten_shrinkage={shrinkage}; use a shrinkage above 0, e.g. 0.1")
+        inverse = torch.linalg.solve_triangular(factor, eye, upper=False)  # L^{-1}
+        return s @ inverse.t().float()
 
 
 class GraphMAE2(nn.Module):
@@ -247,6 +279,8 @@ class GraphMAE2(nn.Module):
         kind = self.cfg.latent_target
         if kind == "standardise":
             return standardise(pred), standardise(target)
+        if kind == "whiten":
+            return standardise(pred), whiten(target.detach(), self.cfg.whiten_shrinkage)
         if kind == "centre":
             return pred, target.float() - self.latent_centre
         return pred, target

@@ -6,7 +6,7 @@ from torch import nn
 from graphmae2.config import load_config
 from graphmae2.ema import EMATeacher
 from graphmae2.manifest import state_digests
-from graphmae2.model import STANDARDISE_EPS, standardise
+from graphmae2.model import STANDARDISE_EPS, standardise, whiten
 from graphmae2.masking import draw_masks
 from graphmae2.trainer import build_model, pretrain
 
@@ -36,6 +36,29 @@ def test_standardise_matches_closed_form_and_maps_constant_columns_to_zero():
     assert torch.equal(out[:, 2], torch.zeros(50))                        # exactly, not 1e-8
 
 
+def test_whiten_decorrelates_the_standardised_target_with_the_shrunk_correlation():
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(400, 8, generator=gen) @ torch.randn(8, 8, generator=gen) + 2.0  # correlated columns
+    s = standardise(z).double()
+    corr = s.t() @ s / 400
+    full = whiten(z, 0.0).double()
+    torch.testing.assert_close(full.t() @ full / 400, torch.eye(8, dtype=torch.float64), atol=1e-4, rtol=0)
+    shrunk = whiten(z, 0.3).double()
+    factor = torch.linalg.cholesky(0.7 * corr + 0.3 * torch.eye(8, dtype=torch.float64))
+    torch.testing.assert_close(shrunk, s @ torch.linalg.inv(factor).t(), atol=1e-4, rtol=0)
+    torch.testing.assert_close(whiten(z, 1.0), standardise(z), atol=1e-6, rtol=0)  # alpha = 1: standardise
+    with torch.autocast("cpu", dtype=torch.bfloat16):                     # bf16 training rounds nothing here
+        assert torch.equal(whiten(z, 0.3), whiten(z, 0.3)) and whiten(z, 0.3).dtype == torch.float32
+    assert torch.equal(whiten(z, 0.3), whiten(z, 0.3))
+
+
+def test_whiten_without_shrinkage_refuses_fewer_nodes_than_dimensions_in_one_line():
+    z = torch.randn(5, 8, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=r"over 5 latent nodes is singular.*whiten_shrinkage=0.0"):
+        whiten(z, 0.0)
+    assert torch.isfinite(whiten(z, 0.1)).all()                           # the default shrinkage copes
+
+
 def _fit_to_constant_targets(model, steps=30):
     """Adam on the online rows to minimise the latent loss towards one shared target."""
     gen = torch.Generator().manual_seed(1)
@@ -61,6 +84,8 @@ def test_constant_targets_cannot_give_a_latent_loss_below_one_when_standardised(
     online = torch.randn(40, std.out_dim, requires_grad=True)
     std.latent_loss(online, torch.full((40, std.out_dim), 0.3)).backward()
     assert torch.count_nonzero(online.grad) == 0
+    _, white, _ = _model(cora, "whiten")
+    assert _fit_to_constant_targets(white) == [1.0] * 30                  # whiten too: the target becomes 0
 
 
 def test_reference_target_keeps_todays_modules_and_state():
@@ -120,7 +145,7 @@ def test_latent_pair_standardises_over_the_given_latent_nodes_only(cora):
     assert torch.isfinite(out["latent"]) and 0 < out["latent"].item() < 2
 
 
-@pytest.mark.parametrize("target", ["standardise", "batchnorm", "centre"])
+@pytest.mark.parametrize("target", ["standardise", "batchnorm", "centre", "whiten"])
 def test_every_latent_target_trains_and_repeats_bitwise(cora, target):
     cfg = small_cfg(**{"model.latent_target": target, "train.max_epoch": 2})
     a = pretrain(cfg, cora, 0, CPU, progress=False)

@@ -28,7 +28,8 @@ def _train(cfg):
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("extra", [{"model.drop_edge_rate": 0.3}, {"model.latent_target": "standardise"},
-                                   {"model.latent_target": "centre"}, {"model.latent_target": "batchnorm"}])
+                                   {"model.latent_target": "centre"}, {"model.latent_target": "batchnorm"},
+                                   {"model.latent_target": "whiten"}])
 def test_teacher_options_train_repeat_bitwise_and_take_effect_in_both_modes(mode, extra, tmp_path):
     cfg = config(mode, tmp_path, **{"train.monitor_every": 0, **extra})
     a, b = _train(cfg), _train(cfg)
@@ -92,7 +93,7 @@ def test_monitor_warns_on_the_reference_targets_collapse_and_not_on_standardised
     assert std.monitor[-1]["target_eff_rank_centred"] > 0.1 * 64
 
 
-@pytest.mark.parametrize("target", ["centre", "standardise"])
+@pytest.mark.parametrize("target", ["centre", "standardise", "whiten"])
 def test_torchrun_two_ranks_keep_one_teacher_with_new_targets_and_drop_edge(target, tmp_path):
     """Two gloo ranks, each standardising (or centring) over its own batch's latent nodes
     and drawing its own DropEdge views: the teachers stay identical on both ranks."""
