@@ -43,11 +43,11 @@ mini-batch mode). The loss is always :math:`\mathrm{SCE}_1(\tilde p, \tilde t) =
   each training forward (:math:`\lambda` = ``model.centre_momentum``, :math:`c_0 = 0`).
   A direction shared by all targets is subtracted once :math:`c` has caught up with it.
 
-DDP: :math:`\mu, \sigma^2` (and :math:`C`) of ``standardise``, ``whiten`` and ``batchnorm`` are per rank, over that
-rank's latent nodes, as unsynchronised BatchNorm: gradients are all-reduced, so parameters
-stay identical on every rank, and the objective depends on the per-rank batch, not on
-the rank. The ``centre`` update all-reduces :math:`\mu(t)`, so :math:`c` is the same
-on every rank (DDP's buffer broadcast would otherwise keep rank 0's).
+DDP: :math:`\mu, \sigma^2` (and :math:`C`) of ``standardise``, ``whiten`` and ``batchnorm``
+are per rank, over that rank's latent nodes, as unsynchronised BatchNorm: gradients are
+all-reduced, so parameters stay identical on every rank, and the objective depends on the
+per-rank batch, not on the rank. The ``centre`` update all-reduces :math:`\mu(t)`, so
+:math:`c` is the same on every rank (DDP's buffer broadcast would otherwise keep rank 0's).
 
 Masks are drawn by the caller (see :mod:`graphmae2.trainer`) from named RNG streams and
 passed in, so the model itself holds no randomness but dropout.

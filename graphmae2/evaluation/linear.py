@@ -55,7 +55,8 @@ def linear_probe(embeddings: Tensor, labels: Tensor, train_mask: Tensor, val_mas
     curves = probe_curves(embeddings, labels, train_mask, {"val_mask": val_mask, "test_mask": test_mask}, lr=lr,
                           weight_decay=weight_decay, max_epoch=max_epoch, seed=seed, device=device,
                           progress=progress)
-    for epoch, (val_acc, test_acc) in enumerate(zip(curves["val_mask"].tolist(), curves["test_mask"].tolist()), start=1):
+    pairs = zip(curves["val_mask"].tolist(), curves["test_mask"].tolist())
+    for epoch, (val_acc, test_acc) in enumerate(pairs, start=1):
         tracker.update(epoch, val_acc, test_acc)
     result = tracker.result()
     _logger.info("linear probe: test_acc=%.4f val_acc=%.4f at epoch %d/%d", result.test_acc,
