@@ -116,7 +116,7 @@ def whiten(z: Tensor, shrinkage: float) -> Tensor:
         if int(info) != 0:
             raise ValueError(f"model.latent_target=whiten: the target's correlation matrix over {n} latent nodes "
                              f"is singular (fewer nodes than its {dim} dimensions, or collinear ones) at "
-                             f"model.whiten_shrinkage={shrinkage}; use a shrinkage above 0, e.g. 0.1")
+                             f"model.whiten_shrinkage={shrinkage}; use a shrinkage above 0, e.g. 0.01")
         inverse = torch.linalg.solve_triangular(factor, eye, upper=False)  # L^{-1}
         return s @ inverse.t().float()
 

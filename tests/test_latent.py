@@ -56,7 +56,7 @@ def test_whiten_without_shrinkage_refuses_fewer_nodes_than_dimensions_in_one_lin
     z = torch.randn(5, 8, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match=r"over 5 latent nodes is singular.*whiten_shrinkage=0.0"):
         whiten(z, 0.0)
-    assert torch.isfinite(whiten(z, 0.1)).all()                           # the default shrinkage copes
+    assert torch.isfinite(whiten(z, 0.01)).all()                          # the default shrinkage copes
 
 
 def _fit_to_constant_targets(model, steps=30):
