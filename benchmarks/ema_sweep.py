@@ -9,7 +9,11 @@ For every point and seed it reads ``result.json`` (probe accuracies and the trai
 collapse monitor: the teacher output's centred rank during training) and, from the
 seed's final ``checkpoint.pt``, computes :func:`graphmae2.monitor.latent_stats` on the
 full graph: ranks of the pair the latent loss compares and the teacher information.
-Those are cached in ``<seed>/latent_stats.json``. Rows are ranked by validation accuracy
+Those are cached in ``<seed>/latent_stats.json``. From the seed's TensorBoard events it
+reads the last logged ``loss/rec`` and ``loss/latent`` (the last step's; one step per
+epoch in full batch): the reconstruction loss equal across momenta while the latent loss
+moves says the teacher changes what the latent branch fits, not what the encoder
+reconstructs. Rows are ranked by validation accuracy
 (never test). Prints a Markdown table; ``--plot`` draws accuracy and centred target rank
 against the momentum, one line per latent target, seed std as error bars.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import statistics
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -55,6 +60,21 @@ def final_latent_stats(seed_dir: Path, data_cache: Dict[str, NodeDataset]) -> Di
     return stats
 
 
+def final_losses(seed_dir: Path) -> Dict[str, float]:
+    """The last logged ``loss/rec`` and ``loss/latent`` of a seed (its TensorBoard events;
+    NaN where the run wrote none)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = {"rec": math.nan, "latent": math.nan}
+    for events in sorted(seed_dir.glob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(events), size_guidance={"scalars": 1})  # keeps the last
+        acc.Reload()
+        for name in out:
+            if f"loss/{name}" in acc.Tags()["scalars"]:
+                out[name] = acc.Scalars(f"loss/{name}")[-1].value
+    return out
+
+
 def _mean_std(values: List[float]) -> str:
     if not values:
         return ""
@@ -73,7 +93,7 @@ def collect(sweep_dirs: List[Path]) -> List[Dict[str, Any]]:
             row = pooled.setdefault((cfg.ema.momentum, cfg.model.latent_target), {
                 "momentum": cfg.ema.momentum, "target": cfg.model.latent_target, "seeds": [],
                 **{k: [] for k in ("val", "test", "teacher_rank", "teacher_cos", "online_rank",
-                                   "loss_rank", "info")}})
+                                   "loss_rank", "info", "rec", "latent")}})
             for seed in spec["seeds"]:
                 seed_dir = point / f"seed-{seed}"
                 if not ((seed_dir / "result.json").exists() and (seed_dir / "checkpoint.pt").exists()):
@@ -92,6 +112,9 @@ def collect(sweep_dirs: List[Path]) -> List[Dict[str, Any]]:
                 row["online_rank"].append(last["eff_rank_online"])
                 row["loss_rank"].append(final["target_eff_rank_centred"])    # the target as compared
                 row["info"].append(final["teacher_information"])
+                losses = final_losses(seed_dir)
+                row["rec"].append(losses["rec"])
+                row["latent"].append(losses["latent"])
     return [r for r in pooled.values() if r["seeds"]]
 
 
@@ -103,13 +126,14 @@ def table(rows: List[Dict[str, Any]]) -> str:
             best[r["target"]] = r
     lines = ["| model.latent_target | ema.momentum | val_acc | test_acc | centred rank, teacher output "
              "| cos to mean, teacher output | centred rank, target as compared | teacher information "
-             "| online rank | seeds |", "|" + "---|" * 10]
+             "| online rank | final rec loss | final latent loss | seeds |", "|" + "---|" * 12]
     for r in sorted(rows, key=lambda r: (r["target"], r["momentum"])):
         star = " ★" if best[r["target"]] is r else ""
         lines.append(f"| {r['target']} | {r['momentum']:g} | {_mean_std(r['val'])}{star} | {_mean_std(r['test'])} "
                      f"| {statistics.fmean(r['teacher_rank']):.1f} | {statistics.fmean(r['teacher_cos']):.4f} "
                      f"| {statistics.fmean(r['loss_rank']):.1f} | {statistics.fmean(r['info']):.3f} "
-                     f"| {statistics.fmean(r['online_rank']):.0f} | {len(r['seeds'])} |")
+                     f"| {statistics.fmean(r['online_rank']):.0f} | {statistics.fmean(r['rec']):.4f} "
+                     f"| {statistics.fmean(r['latent']):.4f} | {len(r['seeds'])} |")
     return "\n".join(lines)
 
 
