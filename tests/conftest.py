@@ -1,4 +1,8 @@
-"""Shared fixtures: tiny hand-built graphs and a cached Cora."""
+"""Shared fixtures: tiny hand-built graphs and a cached Cora; benchmark scripts as modules."""
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
 import pytest
 import torch
 
@@ -87,3 +91,12 @@ def run_torchrun(args, *, cwd, env, nproc=2, timeout=600):
                       f"its output:\n{done.stderr[:4000]}")
     assert done.returncode == 0, f"{done.stderr[:4000]}\n...\n{done.stderr[-1500:]}"
     return done
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """``benchmarks/<name>.py`` imported as a module (the folder is not a package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

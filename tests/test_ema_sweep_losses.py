@@ -1,14 +1,11 @@
 """benchmarks/ema_sweep.py's loss columns: the last logged loss/rec and loss/latent of a seed."""
-import importlib.util
 import math
-from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "ema_sweep.py"
-_spec = importlib.util.spec_from_file_location("ema_sweep", _PATH)
-ema_sweep = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(ema_sweep)
+from conftest import load_benchmark
+
+ema_sweep = load_benchmark("ema_sweep")
 
 
 def test_final_losses_reads_the_last_logged_step_of_each_part(tmp_path):

@@ -1,20 +1,15 @@
 """benchmarks/probe_selection.py: validation halves, selection, and the probe of a real run
 probed again (it must reproduce the run's result.json, or the script stops)."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from graphmae2.cli import main
 
-from conftest import tiny_overrides
+from conftest import load_benchmark, tiny_overrides
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "probe_selection.py"
-_spec = importlib.util.spec_from_file_location("probe_selection", _PATH)
-probe_selection = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(probe_selection)
+probe_selection = load_benchmark("probe_selection")
 
 
 def test_halves_split_the_validation_nodes_in_two_the_same_way_for_a_seed():

@@ -1,13 +1,9 @@
 """benchmarks/screen.py: job order and the ranked, paired summary table (no runs started)."""
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "screen.py"
-_spec = importlib.util.spec_from_file_location("screen", _PATH)
-screen = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(screen)
+from conftest import load_benchmark
+
+screen = load_benchmark("screen")
 
 
 def _rec(val: float, test: float, **monitor: float) -> dict:
