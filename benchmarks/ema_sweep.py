@@ -13,7 +13,9 @@ Those are cached in ``<seed>/latent_stats.json``. From the seed's TensorBoard ev
 reads the last logged ``loss/rec`` and ``loss/latent`` (the last step's; one step per
 epoch in full batch): the reconstruction loss equal across momenta while the latent loss
 moves says the teacher changes what the latent branch fits, not what the encoder
-reconstructs. Rows are ranked by validation accuracy
+reconstructs. The monitor's last cosine between the teacher's and the student's weights
+says how far apart the momentum lets them get (at m = 1: how far the student has moved
+from its initial weights). Rows are ranked by validation accuracy
 (never test). Prints a Markdown table; ``--plot`` draws accuracy and centred target rank
 against the momentum, one line per latent target, seed std as error bars.
 """
@@ -93,7 +95,7 @@ def collect(sweep_dirs: List[Path]) -> List[Dict[str, Any]]:
             row = pooled.setdefault((cfg.ema.momentum, cfg.model.latent_target), {
                 "momentum": cfg.ema.momentum, "target": cfg.model.latent_target, "seeds": [],
                 **{k: [] for k in ("val", "test", "teacher_rank", "teacher_cos", "online_rank",
-                                   "loss_rank", "info", "rec", "latent")}})
+                                   "loss_rank", "info", "param_cos", "rec", "latent")}})
             for seed in spec["seeds"]:
                 seed_dir = point / f"seed-{seed}"
                 if not ((seed_dir / "result.json").exists() and (seed_dir / "checkpoint.pt").exists()):
@@ -112,6 +114,7 @@ def collect(sweep_dirs: List[Path]) -> List[Dict[str, Any]]:
                 row["online_rank"].append(last["eff_rank_online"])
                 row["loss_rank"].append(final["target_eff_rank_centred"])    # the target as compared
                 row["info"].append(final["teacher_information"])
+                row["param_cos"].append(last["param_cosine"])  # how far the teacher is from the student
                 losses = final_losses(seed_dir)
                 row["rec"].append(losses["rec"])
                 row["latent"].append(losses["latent"])
@@ -126,12 +129,14 @@ def table(rows: List[Dict[str, Any]]) -> str:
             best[r["target"]] = r
     lines = ["| model.latent_target | ema.momentum | val_acc | test_acc | centred rank, teacher output "
              "| cos to mean, teacher output | centred rank, target as compared | teacher information "
-             "| online rank | final rec loss | final latent loss | seeds |", "|" + "---|" * 12]
+             "| teacher-student weight cosine | online rank | final rec loss | final latent loss | seeds |",
+             "|" + "---|" * 13]
     for r in sorted(rows, key=lambda r: (r["target"], r["momentum"])):
         star = " ★" if best[r["target"]] is r else ""
         lines.append(f"| {r['target']} | {r['momentum']:g} | {_mean_std(r['val'])}{star} | {_mean_std(r['test'])} "
                      f"| {statistics.fmean(r['teacher_rank']):.1f} | {statistics.fmean(r['teacher_cos']):.4f} "
                      f"| {statistics.fmean(r['loss_rank']):.1f} | {statistics.fmean(r['info']):.3f} "
+                     f"| {statistics.fmean(r['param_cos']):.4f} "
                      f"| {statistics.fmean(r['online_rank']):.0f} | {statistics.fmean(r['rec']):.4f} "
                      f"| {statistics.fmean(r['latent']):.4f} | {len(r['seeds'])} |")
     return "\n".join(lines)
