@@ -121,24 +121,31 @@ def collect(sweep_dirs: List[Path]) -> List[Dict[str, Any]]:
     return [r for r in pooled.values() if r["seeds"]]
 
 
+# (header, row key, format) of the per-seed means after val_acc and test_acc
+_MEAN_COLUMNS = (("centred rank, teacher output", "teacher_rank", ".1f"),
+                 ("cos to mean, teacher output", "teacher_cos", ".4f"),
+                 ("centred rank, target as compared", "loss_rank", ".1f"),
+                 ("teacher information", "info", ".3f"),
+                 ("teacher-student weight cosine", "param_cos", ".4f"),
+                 ("online rank", "online_rank", ".0f"),
+                 ("final rec loss", "rec", ".4f"),
+                 ("final latent loss", "latent", ".4f"))
+
+
 def table(rows: List[Dict[str, Any]]) -> str:
     """Markdown, sorted by target then momentum; the best validation row of each target starred."""
     best = {}
     for r in rows:
         if r["target"] not in best or statistics.fmean(r["val"]) > statistics.fmean(best[r["target"]]["val"]):
             best[r["target"]] = r
-    lines = ["| model.latent_target | ema.momentum | val_acc | test_acc | centred rank, teacher output "
-             "| cos to mean, teacher output | centred rank, target as compared | teacher information "
-             "| teacher-student weight cosine | online rank | final rec loss | final latent loss | seeds |",
-             "|" + "---|" * 13]
+    header = ["model.latent_target", "ema.momentum", "val_acc", "test_acc",
+              *(name for name, _, _ in _MEAN_COLUMNS), "seeds"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in sorted(rows, key=lambda r: (r["target"], r["momentum"])):
         star = " ★" if best[r["target"]] is r else ""
-        lines.append(f"| {r['target']} | {r['momentum']:g} | {_mean_std(r['val'])}{star} | {_mean_std(r['test'])} "
-                     f"| {statistics.fmean(r['teacher_rank']):.1f} | {statistics.fmean(r['teacher_cos']):.4f} "
-                     f"| {statistics.fmean(r['loss_rank']):.1f} | {statistics.fmean(r['info']):.3f} "
-                     f"| {statistics.fmean(r['param_cos']):.4f} "
-                     f"| {statistics.fmean(r['online_rank']):.0f} | {statistics.fmean(r['rec']):.4f} "
-                     f"| {statistics.fmean(r['latent']):.4f} | {len(r['seeds'])} |")
+        cells = [r["target"], f"{r['momentum']:g}", _mean_std(r["val"]) + star, _mean_std(r["test"]),
+                 *(format(statistics.fmean(r[key]), fmt) for _, key, fmt in _MEAN_COLUMNS), str(len(r["seeds"]))]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
