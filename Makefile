@@ -7,7 +7,7 @@ TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 CONFIG ?= cora.yaml
 
-.PHONY: train test test-dgl bench-reference setup clean
+.PHONY: train test test-dgl bench-reference reference-venv setup clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,8 @@ $(REF_STAMP):
 	$(PYTHON) -m venv --clear $(REF_VENV)
 	$(REF_VENV)/bin/python -m pip install --quiet --no-deps --only-binary=:all: -r $(DGL_LOCK) -r $(REF_LOCK)
 	touch $@
+
+reference-venv: $(REF_STAMP)
 
 bench-reference: $(REF_STAMP) $(if $(GRAPHMAE2_PY),,$(STAMP))
 	@test -f "$(REF)/main_full_batch.py" || { echo "REF=/path/to/GraphMAE2 checkout (bc473e8) is required"; exit 2; }

@@ -1,5 +1,6 @@
 """Shared fixtures: tiny hand-built graphs and a cached Cora; benchmark scripts as modules."""
 import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -94,8 +95,12 @@ def run_torchrun(args, *, cwd, env, nproc=2, timeout=600):
 
 
 def load_benchmark(name: str) -> ModuleType:
-    """``benchmarks/<name>.py`` imported as a module (the folder is not a package)."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    """``benchmarks/<name>.py`` imported as a module (the folder is not a package; it goes
+    on ``sys.path`` as it does when a script there runs, so scripts can import each other)."""
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    if str(folder) not in sys.path:
+        sys.path.append(str(folder))
+    path = folder / f"{name}.py"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
