@@ -67,6 +67,7 @@ $(REF_STAMP):
 	$(REF_VENV)/bin/python -m pip install --quiet --no-deps --only-binary=:all: -r $(DGL_LOCK) -r $(REF_LOCK)
 	touch $@
 
+# The venv alone, for benchmarks/reference_accuracy.py (the official code's own accuracy).
 reference-venv: $(REF_STAMP)
 
 bench-reference: $(REF_STAMP) $(if $(GRAPHMAE2_PY),,$(STAMP))
