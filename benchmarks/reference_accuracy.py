@@ -10,13 +10,15 @@ Each seed runs ``python main_full_batch.py --dataset cora --use_cfg --device -1 
 (``runpy``, in the checkout, so its ``configs/cora.yaml`` -- 2000 epochs, fixed re-masking,
 its EMA -- its DGL loading, model, probe every 200 epochs and final probe are what runs;
 nothing is patched). The raw Planetoid files are linked where DGL's ``CoraGraphDataset``
-reads them (``stage_planetoid`` of ``reference_epoch_time.py``), so nothing downloads.
+reads them (``run_reference_cora`` of ``reference_epoch_time.py``, shared with the
+timing benchmark), so nothing downloads.
 
 The script's final probe prints ``--- TestAcc: A, early-stopping-TestAcc: B, Best ValAcc:
 C in epoch E ---``; the table reports C (validation at the probe's best epoch), B (test at
 that epoch: the protocol of our own probe and of the paper) and A (test at the probe's
 last epoch), per seed and as mean ± population std, with each run's full log and
-``--out/results.json``. About 50 minutes per seed on one CPU thread (1.5 s an epoch).
+``--out/results.json``. About 65 minutes a seed on the 2-core development CPU, one thread
+each, two at a time (1.9 s an epoch).
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Dict, List
 
-from reference_epoch_time import DEFAULT_PLANETOID, DEFAULT_STAGING, stage_planetoid
+from reference_epoch_time import DEFAULT_PLANETOID, DEFAULT_STAGING, run_reference_cora
 
 PROBE_LINE = re.compile(r"^--- TestAcc: ([\d.]+), early-stopping-TestAcc: ([\d.]+), "
                         r"Best ValAcc: ([\d.]+) in epoch (\d+) ---", re.MULTILINE)
@@ -47,18 +49,6 @@ def parse_final_probe(log: str) -> Dict[str, float]:
     last, estp, val, epoch = found[-1]
     return {"val_acc": float(val), "test_acc": float(estp), "test_acc_last_epoch": float(last),
             "probe_epoch": int(epoch)}
-
-
-def reference_worker(reference: Path, planetoid: Path, staging: Path, seed: int) -> None:
-    """Run the official script for one seed, as its README runs Cora."""
-    import runpy
-
-    stage_planetoid(planetoid, staging)
-    os.environ["DGL_DOWNLOAD_DIR"] = str(staging)
-    os.chdir(reference)  # load_best_configs reads configs/<dataset>.yaml from the cwd
-    sys.path.insert(0, str(reference))
-    sys.argv = ["main_full_batch.py", "--dataset", "cora", "--use_cfg", "--device", "-1", "--seeds", str(seed)]
-    runpy.run_path(str(reference / "main_full_batch.py"), run_name="__main__")
 
 
 def run_seed(args: argparse.Namespace, seed: int) -> Dict[str, Any]:
@@ -103,7 +93,7 @@ def main() -> None:
     args = p.parse_args()
     if args.worker:
         reference, planetoid, staging, seed = args.worker
-        reference_worker(Path(reference).resolve(), Path(planetoid).resolve(), Path(staging).resolve(), int(seed))
+        run_reference_cora(Path(reference).resolve(), Path(planetoid).resolve(), Path(staging).resolve(), int(seed))
         return
     if args.reference is None or not (args.reference / "main_full_batch.py").is_file():
         p.error(f"--reference {args.reference}: not a GraphMAE2 checkout (no main_full_batch.py); "

@@ -51,8 +51,6 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PLANETOID = REPO.parent / "shared" / "datasets" / "planetoid"
 DEFAULT_STAGING = Path.home() / ".cache" / "graphmae2" / "reference-dgl-data"
 PLANETOID_PARTS = ("x", "y", "tx", "ty", "allx", "ally", "graph", "test.index")
-# What the official README runs for Cora; --use_cfg lays configs/cora.yaml over the flags.
-REFERENCE_ARGV = ["main_full_batch.py", "--dataset", "cora", "--use_cfg", "--device", "-1", "--seeds", "0"]
 
 
 class _Stop(BaseException):
@@ -95,10 +93,6 @@ def _count_flops_begin():  # noqa: ANN202
 
 def reference_worker(reference: Path, planetoid: Path, staging: Path, epochs: int, warmup: int) -> Dict[str, Any]:
     """Run the official ``main_full_batch.py`` unmodified and time its epoch loop."""
-    import runpy
-
-    stage_planetoid(planetoid, staging)
-
     import tqdm as tqdm_module
 
     real_tqdm = tqdm_module.tqdm
@@ -137,12 +131,8 @@ def reference_worker(reference: Path, planetoid: Path, staging: Path, epochs: in
         return bar
 
     tqdm_module.tqdm = patched_tqdm
-    os.environ["DGL_DOWNLOAD_DIR"] = str(staging)
-    os.chdir(reference)  # load_best_configs reads configs/<dataset>.yaml from the cwd
-    sys.path.insert(0, str(reference))
-    sys.argv = list(REFERENCE_ARGV)
     try:
-        runpy.run_path(str(reference / "main_full_batch.py"), run_name="__main__")
+        run_reference_cora(reference, planetoid, staging, seed=0)
     except _Stop:
         pass
     if len(stamps) < warmup + epochs + 2:
@@ -194,6 +184,20 @@ def matmul_peak_worker() -> Dict[str, Any]:
 
 
 # --------------------------------------------------------------------- the driver
+def run_reference_cora(reference: Path, planetoid: Path, staging: Path, seed: int) -> None:
+    """Run the official ``main_full_batch.py`` unmodified, in this process, with the command
+    line its README gives for Cora (``--use_cfg`` lays its ``configs/cora.yaml`` over the
+    flags), on the CPU, for one seed. Also used by ``reference_accuracy.py``."""
+    import runpy
+
+    stage_planetoid(planetoid, staging)
+    os.environ["DGL_DOWNLOAD_DIR"] = str(staging)
+    os.chdir(reference)  # load_best_configs reads configs/<dataset>.yaml from the cwd
+    sys.path.insert(0, str(reference))
+    sys.argv = ["main_full_batch.py", "--dataset", "cora", "--use_cfg", "--device", "-1", "--seeds", str(seed)]
+    runpy.run_path(str(reference / "main_full_batch.py"), run_name="__main__")
+
+
 def stage_planetoid(planetoid: Path, staging: Path) -> None:
     """Link the raw Cora files where DGL's ``CoraGraphDataset`` reads them, so it never
     downloads: ``$DGL_DOWNLOAD_DIR/cora_v2_<sha1(url)[:8]>/ind.cora_v2.<part>`` (DGL names
