@@ -1,16 +1,16 @@
-"""The official GraphMAE2 code's own Cora accuracy: its ``main_full_batch.py`` run
-unmodified with its own config and its own linear probe, one process per seed.
+"""The official GraphMAE2 code's own accuracy on Cora or CiteSeer: its ``main_full_batch.py``
+run unmodified with its own config and its own linear probe, one process per seed.
 
     make reference-venv                                   # the venv make bench-reference uses
     DGLBACKEND=pytorch OMP_NUM_THREADS=1 ~/.cache/graphmae2/dgl-reference-venv/bin/python \\
         benchmarks/reference_accuracy.py --reference /path/to/THUDM-GraphMAE2 --seeds 0 1 --workers 2
 
 ``--reference`` is a checkout of https://github.com/THUDM/GraphMAE2 at commit bc473e8.
-Each seed runs ``python main_full_batch.py --dataset cora --use_cfg --device -1 --seeds S``
-(``runpy``, in the checkout, so its ``configs/cora.yaml`` -- 2000 epochs, fixed re-masking,
+Each seed runs ``python main_full_batch.py --dataset D --use_cfg --device -1 --seeds S``
+(``runpy``, in the checkout, so its ``configs/D.yaml`` -- for Cora 2000 epochs, fixed re-masking,
 its EMA -- its DGL loading, model, probe every 200 epochs and final probe are what runs;
 nothing is patched). The raw Planetoid files are linked where DGL's ``CoraGraphDataset``
-reads them (``run_reference_cora`` of ``reference_epoch_time.py``, shared with the
+reads them (``run_reference`` of ``reference_epoch_time.py``, shared with the
 timing benchmark), so nothing downloads.
 
 The script's final probe prints ``--- TestAcc: A, early-stopping-TestAcc: B, Best ValAcc:
@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Dict, List
 
-from reference_epoch_time import DEFAULT_PLANETOID, DEFAULT_STAGING, run_reference_cora
+from reference_epoch_time import DGL_NAMES, DEFAULT_PLANETOID, DEFAULT_STAGING, run_reference
 
 PROBE_LINE = re.compile(r"^--- TestAcc: ([\d.]+), early-stopping-TestAcc: ([\d.]+), "
                         r"Best ValAcc: ([\d.]+) in epoch (\d+) ---", re.MULTILINE)
@@ -55,7 +55,7 @@ def run_seed(args: argparse.Namespace, seed: int) -> Dict[str, Any]:
     """One seed in its own process; its stdout and stderr go to ``--out/seed-S.log``."""
     log_path = args.out / f"seed-{seed}.log"
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(args.reference),
-           str(args.planetoid), str(args.staging), str(seed)]
+           str(args.planetoid), str(args.staging), str(seed), args.dataset]
     start = time.perf_counter()
     with open(log_path, "w") as log:
         proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "DGLBACKEND": "pytorch"})
@@ -84,16 +84,19 @@ def table(rows: List[Dict[str, Any]]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reference", type=Path, help="checkout of THUDM/GraphMAE2 at commit bc473e8")
-    p.add_argument("--planetoid", type=Path, default=DEFAULT_PLANETOID, help="folder of the raw ind.cora.* files")
+    p.add_argument("--planetoid", type=Path, default=DEFAULT_PLANETOID, help="folder of the raw ind.<dataset>.* files")
     p.add_argument("--staging", type=Path, default=DEFAULT_STAGING, help="where the DGL-named links are made")
+    p.add_argument("--dataset", choices=sorted(DGL_NAMES), default="cora",
+                   help="the graph, with the official code's own configs/<dataset>.yaml")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--workers", type=int, default=1, help="seeds run at once, each its own process")
     p.add_argument("--out", type=Path, default=Path("runs/reference-accuracy"))
-    p.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    p.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
-        reference, planetoid, staging, seed = args.worker
-        run_reference_cora(Path(reference).resolve(), Path(planetoid).resolve(), Path(staging).resolve(), int(seed))
+        reference, planetoid, staging, seed, dataset = args.worker
+        run_reference(Path(reference).resolve(), Path(planetoid).resolve(), Path(staging).resolve(), int(seed),
+                      dataset)
         return
     if args.reference is None or not (args.reference / "main_full_batch.py").is_file():
         p.error(f"--reference {args.reference}: not a GraphMAE2 checkout (no main_full_batch.py); "

@@ -132,7 +132,7 @@ def reference_worker(reference: Path, planetoid: Path, staging: Path, epochs: in
 
     tqdm_module.tqdm = patched_tqdm
     try:
-        run_reference_cora(reference, planetoid, staging, seed=0)
+        run_reference(reference, planetoid, staging, seed=0)
     except _Stop:
         pass
     if len(stamps) < warmup + epochs + 2:
@@ -184,37 +184,42 @@ def matmul_peak_worker() -> Dict[str, Any]:
 
 
 # --------------------------------------------------------------------- the driver
-def run_reference_cora(reference: Path, planetoid: Path, staging: Path, seed: int) -> None:
+def run_reference(reference: Path, planetoid: Path, staging: Path, seed: int, dataset: str = "cora") -> None:
     """Run the official ``main_full_batch.py`` unmodified, in this process, with the command
-    line its README gives for Cora (``--use_cfg`` lays its ``configs/cora.yaml`` over the
+    line its README gives (``--use_cfg`` lays its ``configs/<dataset>.yaml`` over the
     flags), on the CPU, for one seed. Also used by ``reference_accuracy.py``."""
     import runpy
 
-    stage_planetoid(planetoid, staging)
+    stage_planetoid(planetoid, staging, dataset)
     os.environ["DGL_DOWNLOAD_DIR"] = str(staging)
     os.chdir(reference)  # load_best_configs reads configs/<dataset>.yaml from the cwd
     sys.path.insert(0, str(reference))
-    sys.argv = ["main_full_batch.py", "--dataset", "cora", "--use_cfg", "--device", "-1", "--seeds", str(seed)]
+    sys.argv = ["main_full_batch.py", "--dataset", dataset, "--use_cfg", "--device", "-1", "--seeds", str(seed)]
     runpy.run_path(str(reference / "main_full_batch.py"), run_name="__main__")
 
 
-def stage_planetoid(planetoid: Path, staging: Path) -> None:
-    """Link the raw Cora files where DGL's ``CoraGraphDataset`` reads them, so it never
-    downloads: ``$DGL_DOWNLOAD_DIR/cora_v2_<sha1(url)[:8]>/ind.cora_v2.<part>`` (DGL names
-    the folder after the dataset and a hash of its download URL, and downloads only when
-    that folder is missing). Runs in the reference worker, which has DGL."""
+#: DGL's name for each Planetoid graph (``CitationGraphDataset._urls``): Cora is ``cora_v2``.
+DGL_NAMES = {"cora": "cora_v2", "citeseer": "citeseer", "pubmed": "pubmed"}
+
+
+def stage_planetoid(planetoid: Path, staging: Path, dataset: str = "cora") -> None:
+    """Link the raw Planetoid files where DGL's ``CitationGraphDataset`` reads them, so it
+    never downloads: ``$DGL_DOWNLOAD_DIR/<name>_<sha1(url)[:8]>/ind.<name>.<part>`` (DGL
+    names the folder after the dataset and a hash of its download URL, and downloads only
+    when that folder is missing). Runs in the reference worker, which has DGL."""
     import hashlib
 
     from dgl.data.utils import _get_dgl_url
 
-    url = _get_dgl_url("dataset/cora_v2.zip")  # CitationGraphDataset._urls["cora_v2"]
-    folder = staging / ("cora_v2_" + hashlib.sha1(url.encode("utf-8")).hexdigest()[:8])
+    name = DGL_NAMES[dataset]
+    url = _get_dgl_url(f"dataset/{name}.zip")
+    folder = staging / (name + "_" + hashlib.sha1(url.encode("utf-8")).hexdigest()[:8])
     folder.mkdir(parents=True, exist_ok=True)
     for part in PLANETOID_PARTS:
-        src = planetoid / f"ind.cora.{part}"
+        src = planetoid / f"ind.{dataset}.{part}"
         if not src.is_file():
-            raise FileNotFoundError(f"{src} is missing; pass --planetoid DIR holding the raw ind.cora.* files")
-        dst = folder / f"ind.cora_v2.{part}"
+            raise FileNotFoundError(f"{src} is missing; pass --planetoid DIR holding the raw ind.{dataset}.* files")
+        dst = folder / f"ind.{name}.{part}"
         if not dst.exists():
             dst.symlink_to(src.resolve())
 

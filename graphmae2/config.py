@@ -106,6 +106,11 @@ class ModelConfig:
                                  "0.1 does not on Cora)", low=0.0, high=1.0)
     centre_momentum: float = _f(0.9, "momentum of the latent_target=centre centre, per step (DINO's 0.9)",
                                 low=0.0, high=1.0, high_open=True)
+    init: str = _f("graphmae", "initialisation of the attention vectors, mask tokens and encoder_to_decoder "
+                   "(formulas in graphmae2/model.py): graphmae (attention vectors as one [1, heads*dim] row, "
+                   "zero tokens, torch's Linear default, as GraphMAE) or reference (xavier_normal per head, "
+                   "xavier_normal tokens, encoder_to_decoder xavier_normal with gain 1.414, as the official "
+                   "GraphMAE2 code)", choices=("graphmae", "reference"))
 
 
 @dataclass
@@ -117,6 +122,11 @@ class EMAConfig:
     delay_mode: str = _f("copy", "the teacher during ema.delay_epochs: copy (a copy of the student after every "
                          "step) or freeze (kept at its initial weights, as the GraphMAE2 reference's "
                          "delayed_ema_epoch)", choices=("copy", "freeze"))
+    timing: str = _f("after_step", "when the teacher moves: after_step (t <- m*t + (1-m)*s from the weights "
+                     "the optimizer step just made: at m = 0 the teacher is the student) or before_step (from the "
+                     "weights this step's forward used, before the optimizer step, as the official GraphMAE2 "
+                     "code: at m = 0 the teacher lags the student by one step)",
+                     choices=("after_step", "before_step"))
     teacher_dropout: bool = _f(False, "run the teacher in training mode, so its latent targets see dropout "
                                "(as the GraphMAE2 reference does); default: eval mode, clean targets")
 

@@ -1,14 +1,20 @@
 """The EMA ("momentum") teacher: an in-place exponential moving average of the student.
 
-After every optimizer step, each floating-point parameter and buffer ``t`` of the
+Once per optimizer step, each floating-point parameter and buffer ``t`` of the
 teacher becomes ``m * t + (1 - m) * s`` for the matching student tensor ``s``; integer
 buffers (BatchNorm's step counter) are copied. ``m = 0`` makes the teacher a copy of
 the student, ``m = 1`` freezes it. Updates are in place, so the teacher's tensors stay
 the same objects for the whole run, and they never require or hold gradients.
 
+When (``ema.timing``): ``after_step`` reads ``s`` as ``optimizer.step()`` just left it
+(as timm's ``ModelEmaV3.update``), so at ``m = 0`` the teacher is the student of the next
+forward; ``before_step`` reads the weights this step's forward used, before the optimizer
+moves them, as the official GraphMAE2 code's ``ema_update()`` inside ``forward`` does, so
+at ``m = 0`` the targets of step ``k`` come from the student of step ``k - 1``.
+
 The teacher's policy lives here too: :meth:`EMATeacher.step` is the one call the
-trainer makes after ``optimizer.step()`` (as timm's ``ModelEmaV3.update(model, step)``);
-it takes the momentum from the schedule of the global step and applies the delay.
+trainer makes per optimizer step; it takes the momentum from the schedule of the global
+step and applies the delay.
 :meth:`EMATeacher.targets` is the one way latent targets are computed, by the model's
 loss and by the collapse monitor alike; what the loss then does with them
 (``model.latent_target``) is :meth:`graphmae2.model.GraphMAE2.latent_pair`, shared by both.

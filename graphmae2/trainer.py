@@ -2,7 +2,8 @@
 
 Each step of each epoch: take the batch source's next batch (graph, features and masks
 drawn from their streams), forward, non-finite policy, backward, clip, optimizer and
-LR-schedule steps, EMA step, log; each epoch ends with the collapse monitor and the
+LR-schedule steps, EMA step (after the optimizer step, or before it with
+``ema.timing: before_step``), log; each epoch ends with the collapse monitor and the
 checkpoint. Full batch and mini-batch differ only in the source
 (:mod:`graphmae2.batches`, :mod:`graphmae2.minibatch`), so every rule here holds for
 both. Every random draw is keyed by ``(seed, stream, step, ...)`` (see
@@ -180,17 +181,20 @@ def pretrain(cfg: Config, source: Union[BatchSource, NodeDataset], seed: int, de
                                 batch.latent_nodes, encoder_graph=encoder_graph, teacher_graph=teacher_graph)
             optimizer.zero_grad(set_to_none=True)
             finite = source.all_finite(parts["loss"])
+            momentum = teacher.momentum(batch.step, total_steps)
             if finite:
                 parts["loss"].backward()
                 if t.grad_clip > 0:
                     nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+                if cfg.ema.timing == "before_step":  # from the weights this forward used
+                    teacher.step(model.ema_source(), batch.step, total_steps, epoch)
                 optimizer.step()
+                if cfg.ema.timing == "after_step":  # from the weights just made
+                    teacher.step(model.ema_source(), batch.step, total_steps, epoch)
             else:
                 _non_finite(parts, epoch, batch.step, seed, t.on_nan, ckpt_path)
             lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
-            momentum = teacher.step(model.ema_source(), batch.step, total_steps, epoch) if finite \
-                else teacher.momentum(batch.step, total_steps)
             seconds += time.perf_counter() - tic
             # ====== logging ======
             values = source.reduce({k: v.detach() for k, v in parts.items()})

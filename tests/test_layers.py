@@ -143,3 +143,25 @@ def test_gat_views_at_rows_equal_the_views_at_every_node(random_graph, num_layer
     part = net.forward_views(random_graph, x, views, token, rows=rows)
     for f, p in zip(full, part):
         assert torch.allclose(p, f[rows], atol=1e-12)
+
+
+def test_gat_attention_init_graphmae_is_xavier_on_one_row_and_reference_per_head():
+    gain = torch.nn.init.calculate_gain("relu")
+    conv = GATConv(64, 32, num_heads=4)
+    torch.manual_seed(0)
+    conv.reset_parameters()
+    torch.manual_seed(0)
+    w, a_src, a_dst = torch.empty(64, 128), torch.empty(1, 128), torch.empty(1, 128)
+    torch.nn.init.xavier_normal_(w, gain=gain)
+    torch.nn.init.xavier_normal_(a_src, gain=gain)
+    torch.nn.init.xavier_normal_(a_dst, gain=gain)
+    assert torch.equal(conv.weight, w) and torch.equal(conv.att_src.view(1, -1), a_src)
+    assert torch.equal(conv.att_dst.view(1, -1), a_dst)
+    ref = GATConv(64, 32, num_heads=4, init="reference")
+    torch.manual_seed(0)
+    ref.reset_parameters()
+    torch.manual_seed(0)
+    a3 = torch.empty(1, 4, 32)
+    torch.nn.init.xavier_normal_(torch.empty(64, 128), gain=gain)
+    torch.nn.init.xavier_normal_(a3, gain=gain)  # DGL's and the official code's layout
+    assert torch.equal(ref.att_src, a3[0])

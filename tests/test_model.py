@@ -212,3 +212,16 @@ def test_bf16_on_a_cpu_without_native_bf16_warns(tmp_path, monkeypatch, caplog):
     assert [r.message for r in caplog.records] == [
         "train.precision=bf16 on a CPU without AVX-512 BF16 or AMX is emulated and likely "
         "slower than float32; pass --set train.precision=fp32"]
+
+
+def test_reference_init_draws_tokens_and_encoder_to_decoder_as_the_official_code():
+    from graphmae2.trainer import build_model
+
+    cfg = load_config(None, ["model.init=reference", "model.num_hidden=512", "model.num_heads=4"])
+    model = build_model(cfg, 2000, seed=0)
+    assert abs(float(model.enc_mask_token.std()) / (2 / 2001) ** 0.5 - 1) < 0.05
+    assert abs(float(model.dec_mask_token.std()) / (2 / 513) ** 0.5 - 1) < 0.15
+    assert abs(float(model.encoder_to_decoder.weight.std()) / (1.414 / 512 ** 0.5) - 1) < 0.02
+    default = build_model(load_config(None, ["model.num_hidden=512", "model.num_heads=4"]), 2000, seed=0)
+    assert not default.enc_mask_token.any() and not default.dec_mask_token.any()
+    assert float(default.encoder_to_decoder.weight.abs().max()) <= 1 / 512 ** 0.5  # torch's Linear default

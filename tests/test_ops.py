@@ -152,3 +152,20 @@ def test_take_rows_builds_the_masked_input_exactly(cora):
     direct = ops.SparseRows.from_dense(masked_input(cora.x, mask), is_token, token)
     assert torch.equal(gathered.crow, direct.crow) and torch.equal(gathered.col, direct.col)
     assert torch.equal(gathered.project(w, 0.0, False), direct.project(w, 0.0, False))
+
+
+def test_training_dropout_keeps_one_minus_p_under_bfloat16():
+    """The keep mask comes from float32 uniforms: bfloat16 ones (~1,800 distinct values)
+    kept 0.7984 of the entries at p = 0.2 while rescaling by 1 / 0.8."""
+    torch.manual_seed(0)
+    x = torch.ones(4_000_000, dtype=torch.bfloat16)
+    kept = float((ops.training_dropout(x, 0.2) != 0).double().mean())
+    assert abs(kept - 0.8) < 8e-4  # 4 standard errors; the bfloat16 draw was 16 below
+
+
+def test_training_dropout_on_float32_draws_rand_like():
+    x = torch.randn(100, 50)
+    torch.manual_seed(3)
+    out = ops.training_dropout(x, 0.3)
+    torch.manual_seed(3)
+    assert torch.equal(out, x * (torch.rand_like(x) >= 0.3).to(x.dtype) * (1.0 / 0.7))

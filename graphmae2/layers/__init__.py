@@ -14,7 +14,7 @@ def build_network(kind: str, **kwargs):  # noqa: ANN003, ANN201 - thin dispatch
         raise ValueError(f"unknown network {kind!r}; allowed: {', '.join(kinds)}")
     if kind == "linear":
         kwargs["num_layers"] = 1
-    unused = {"gat": (), "gcn": ("num_heads", "num_out_heads", "attn_drop", "negative_slope", "concat_out")}
+    unused = {"gat": (), "gcn": ("num_heads", "num_out_heads", "attn_drop", "negative_slope", "concat_out", "init")}
     for key in unused.get(kind, unused["gcn"] + ("residual",)):
         kwargs.pop(key, None)
     return kinds[kind](**kwargs)
