@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from graphmae2.datasets.synthetic import synthetic_graph
-from graphmae2.minibatch import EgoCollate
+from graphmae2.batches.ego import EgoCollate
 from graphmae2.sampling import DEFAULT_BATCH_SIZE, RANKS, ego_graphs
 
 

@@ -109,8 +109,8 @@ def collect(sweep_dirs: List[Path]) -> List[Dict[str, Any]]:
                 row["seeds"].append(seed)
                 row["val"].append(result["val_acc"])
                 row["test"].append(result["test_acc"])
-                row["teacher_rank"].append(last["eff_rank_target_centred"])   # the teacher's own output
-                row["teacher_cos"].append(last["cos_to_mean_target"])
+                row["teacher_rank"].append(last["teacher_eff_rank_centred"])   # the teacher's own output
+                row["teacher_cos"].append(last["teacher_cos_to_mean"])
                 row["online_rank"].append(last["eff_rank_online"])
                 row["loss_rank"].append(final["target_eff_rank_centred"])    # the target as compared
                 row["info"].append(final["teacher_information"])

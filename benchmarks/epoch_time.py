@@ -21,7 +21,8 @@ from graphmae2.config import load_config
 from graphmae2.ema import EMATeacher
 from graphmae2.seeding import seed_everything
 from graphmae2.masking import draw_masks
-from graphmae2.trainer import autocast, build_model, build_optimizer
+from graphmae2.precision import autocast
+from graphmae2.trainer import build_model, build_optimizer
 
 
 def time_epochs(cfg, data, device, epochs, warmup, fast):

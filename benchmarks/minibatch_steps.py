@@ -1,5 +1,5 @@
 """Mini-batch training throughput: steps/s and nodes/s of the real training loop
-(``graphmae2.trainer.pretrain`` over ``EgoBatches``) on an ogbn-arxiv-sized synthetic
+(``graphmae2.trainer.train_seed`` over ``EgoBatches``) on an ogbn-arxiv-sized synthetic
 graph, for several ``data.num_workers``.
 
     python benchmarks/minibatch_steps.py --steps 20 --workers 0 1
@@ -21,8 +21,8 @@ import torch
 from graphmae2.batches import Batch
 from graphmae2.config import load_config
 from graphmae2.datasets import load_data
-from graphmae2.minibatch import EgoBatches
-from graphmae2.trainer import pretrain
+from graphmae2.batches.ego import EgoBatches
+from graphmae2.trainer import train_seed
 
 
 class FirstSteps(EgoBatches):
@@ -72,7 +72,7 @@ def main() -> None:
         cfg.data.num_workers = workers
         source = FirstSteps(base, args.steps)
         tic = time.perf_counter()
-        result = pretrain(cfg, source, 0, cpu, progress=False)
+        result = train_seed(cfg, source, 0, cpu, progress=False)
         wall = time.perf_counter() - tic
         steps = source.steps_per_epoch
         print(f"| {workers} | {steps} | {wall:.1f} | {result.seconds:.1f} | {steps / wall:.3f} | "

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Dict, Union
 
 import torch
+
+from .atomic import atomic_write
 
 FORMAT = "graphmae2-checkpoint"
 VERSION = 1
@@ -28,25 +29,9 @@ class CheckpointError(ValueError):
 def save_checkpoint(state: Dict[str, Any], path: Union[str, os.PathLike]) -> None:
     """Write ``state`` to ``path`` atomically: temp file in the same directory, flush,
     fsync, rename. A crash mid-write leaves the previous checkpoint intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {"format": FORMAT, "version": VERSION, **state}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    with atomic_write(path, fsync=True) as fh:
+        torch.save(state, fh)
 
 
 def load_checkpoint(path: Union[str, os.PathLike], map_location: Union[str, torch.device] = "cpu") -> Dict[str, Any]:

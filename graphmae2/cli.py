@@ -14,7 +14,7 @@ from typing import List, Optional
 
 import torch
 
-from .config import Config, ConfigError, load_config, schema
+from .config import EVAL_MODES, Config, ConfigError, load_config, schema
 from .datasets import DownloadError
 from .sweep import grid, is_sweep_dir, load_sweep_spec, parse_sweep, run_sweep
 from .sweep_report import format_table
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     p.add_argument("--set", dest="overrides", action="append", default=[], nargs="+",
                    metavar="KEY=VALUE", help="override a config key, e.g. --set train.max_epoch=100")
-    p.add_argument("--eval", choices=("linear", "finetune", "cluster"),
+    p.add_argument("--eval", choices=EVAL_MODES,
                    help="evaluation mode (overrides eval.mode)")
     p.add_argument("--out", default="runs", help="parent directory of run directories (default: runs)")
     p.add_argument("--force", action="store_true", help="overwrite an existing run directory")
@@ -115,7 +115,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.embed:
         return _embed(args)
     if args.verify_determinism:
-        from .determinism import verify_determinism
+        from .verify_determinism import verify_determinism
 
         return verify_determinism(args.config, [i for g in args.overrides for i in g],
                                   device=args.device, out=Path(args.out))
@@ -142,12 +142,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     _logger.info("run directory: %s (device %s)", run_dir, device)
     rank0 = is_rank0()
     try:
-        metrics = run_experiment(cfg, run_dir, device, data=data, resume=bool(args.resume),
-                                 progress=not args.quiet)
+        run = run_experiment(cfg, run_dir, device, data=data, resume=bool(args.resume),
+                             progress=not args.quiet)
     finally:
         close_distributed()
     if rank0:
-        print(headline(metrics))
+        print(headline(run.summary))
     return 0
 
 

@@ -31,6 +31,9 @@ def _f(default: Any, help: str, *, choices: Optional[Sequence[Any]] = None,  # n
     return field(default=default, metadata=meta)
 
 
+#: Evaluation modes of a frozen encoder (``eval.mode``, ``--eval``).
+EVAL_MODES = ("linear", "finetune", "cluster")
+
 DATASETS = ("cora", "citeseer", "pubmed", "synthetic", "ogbn-arxiv", "ogbn-products", "npz", "custom")
 
 
@@ -141,7 +144,9 @@ class TrainConfig:
     grad_clip: float = _f(0.0, "max gradient norm (0 = no clipping)", low=0.0)
     seeds: List[int] = _f([0], "seeds; one full run per seed")
     deterministic: bool = _f(True, "bitwise-repeatable kernels (slower on GPU)")
-    precision: str = _f("fp32", "fp32, or bf16: dense matmuls under bfloat16 autocast, message passing and losses in float32",
+    precision: str = _f("fp32", "fp32, or bf16: dense matmuls (projections, attention scores) under bfloat16 "
+                        "autocast; message passing, the sparse first layer, losses and latent-target transforms "
+                        "in float32 (graphmae2/precision.py)",
                         choices=("fp32", "bf16"))
     checkpoint_every: int = _f(100, "epochs between checkpoints (and at the end)", low=1)
     on_nan: str = _f("stop", "what a NaN/Inf loss does", choices=("stop", "skip"))
@@ -150,7 +155,7 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    mode: str = _f("linear", "evaluation of the frozen encoder", choices=("linear", "finetune", "cluster"))
+    mode: str = _f("linear", "evaluation of the frozen encoder", choices=EVAL_MODES)
     lr: float = _f(0.01, "linear-probe learning rate", low=0.0, low_open=True)
     weight_decay: float = _f(1e-4, "linear-probe weight decay", low=0.0)
     weight_decay_grid: List[float] = _f([], "if set, probe once per weight decay listed and report the one with "

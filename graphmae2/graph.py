@@ -8,10 +8,12 @@ bitwise repeatable (see :mod:`graphmae2.ops`).
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Dict, Hashable, Optional, Tuple
 
 import torch
 from torch import Tensor
+
+from .interop import import_pyg_data
 
 
 def _check_index(name: str, t: Tensor, num_nodes: int) -> None:
@@ -27,26 +29,6 @@ def _check_index(name: str, t: Tensor, num_nodes: int) -> None:
         raise ValueError(
             f"{name} has {int(bad.sum())} node index(es) outside [0, {num_nodes}); "
             f"first at position {first}: {int(t[first])}")
-
-
-def is_pyg_data(obj: Any) -> bool:
-    """Whether ``obj`` is a PyTorch Geometric data object (checked without importing PyG)."""
-    return type(obj).__module__.startswith("torch_geometric.")
-
-
-def is_dgl_graph(obj: Any) -> bool:
-    """Whether ``obj`` is a ``dgl.DGLGraph`` (checked without importing DGL)."""
-    return type(obj).__module__.split(".")[0] == "dgl"
-
-
-def import_pyg_data() -> type:
-    """``torch_geometric.data.Data``, or an ImportError saying how to install PyG."""
-    try:
-        from torch_geometric.data import Data
-    except ImportError:
-        raise ImportError("this needs PyTorch Geometric, which graphmae2 does not install by "
-                          "default: pip install 'graphmae2[pyg]' (or torch-geometric)") from None
-    return Data
 
 
 def take_csr_rows(indptr: Tensor, rows: Tensor) -> Tuple[Tensor, Tensor]:
@@ -87,6 +69,14 @@ class Graph:
         self.num_src = self.num_nodes if num_src is None else int(num_src)
         self._dst: Optional[Tensor] = None
         self._rev: Optional[Tuple[Tensor, Tensor, Tensor]] = None
+        self._derived: Dict[Hashable, Any] = {}
+
+    def cached(self, key: Hashable, build: Callable[[], Any]) -> Any:
+        """``build()``, computed once per graph and ``key``: index layouts derived from the
+        structure (a graph's structure never changes after construction)."""
+        if key not in self._derived:
+            self._derived[key] = build()
+        return self._derived[key]
 
     # ------------------------------------------------------------------ builders
     @classmethod

@@ -54,7 +54,7 @@ passed in, so the model itself holds no randomness but dropout.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
@@ -63,8 +63,8 @@ from torch import Tensor, nn
 
 from .config import ModelConfig
 from .graph import Graph
-from .layers import GAT, GCN, build_network
-from . import ops
+from .layers import GAT, GCN, build_network, eval_mode
+from . import feature_rows
 from .masking import EncoderMask, input_rows, masked_input, token_rows
 
 if TYPE_CHECKING:
@@ -176,12 +176,12 @@ class GraphMAE2(nn.Module):
                                            nn.Linear(cfg.projector_hidden, hidden))
         self.predictor = nn.Sequential(nn.PReLU(), nn.Linear(hidden, hidden))
         # Exploit the decoder input's structure when the decoder projects through
-        # ``ops.project`` (GAT, GCN): under fixed re-masking only the kept rows are
+        # ``feature_rows.project`` (GAT, GCN): under fixed re-masking only the kept rows are
         # non-zero, so only they are projected; under random re-masking a GAT decodes all
         # views from one shared projection. False decodes a dense copy per view, as a
         # direct transcription of the paper would (same loss, more work).
         self.fast_decode = isinstance(self.decoder, (GAT, GCN))
-        self._sparse_cache: Optional[Tuple[Tensor, int, ops.SparseRows]] = None
+        self._sparse_cache: Optional[Tuple[Tensor, int, feature_rows.SparseRows]] = None
         self.enc_mask_token = nn.Parameter(torch.empty(1, in_dim))
         self.dec_mask_token = nn.Parameter(torch.empty(1, hidden))
         # Only ``centre`` has a centre; a None buffer leaves the others' state dicts as before.
@@ -239,54 +239,82 @@ class GraphMAE2(nn.Module):
         if latent_nodes is not None:
             latent_rows: Optional[Tensor] = latent_nodes.to(dev)
         else:
-            latent_rows = None if self.cfg.latent_nodes == "all" else keep  # None: every node
+            latent_rows = None if self.cfg.latent_nodes == "all" else keep      # None: every node
         enc_graph = graph if encoder_graph is None else encoder_graph
-        is_token = token_rows(x.shape[0], mask, dev, x.dtype)
-        if sparse_input:
-            x_in = self._sparse_features(x).take_rows(input_rows(x.shape[0], mask), is_token,
-                                                      self.enc_mask_token)
-        else:
-            x_in = masked_input(x, mask) + is_token * self.enc_mask_token
-
+        # x~_i = [MASK] for a masked node i (or another node's features), x_i otherwise
+        x_in = self.sparse_masked_input(x, mask) if sparse_input else self.masked_input(x, mask)  # (N, F)
         if self.cfg.remask_method == "fixed" and self.fast_decode:
-            # The decoder input is zero at masked nodes, so only the kept rows of the
-            # encoder output are read (plus the latent rows, when those differ).
-            if latent_rows is None:
-                online = self.encoder(enc_graph, x_in)                          # (N, hidden)
-                kept = online[keep]
-            elif latent_rows is keep:
-                online = kept = self.encoder(enc_graph, x_in, rows=keep)        # (len(keep), hidden)
-            else:
-                enc = self.encoder(enc_graph, x_in, rows=torch.cat([keep, latent_rows]))
-                kept, online = enc[:keep.numel()], enc[keep.numel():]
-            rep = ops.KeptRows(self.encoder_to_decoder(kept), keep, x.shape[0])
-            recons = [self.decoder(graph, rep, rows=mask_nodes)]
+            online, recons = self.encode_decode_kept_rows(graph, enc_graph, x_in, mask_nodes, keep, latent_rows)
         else:
-            enc = self.encoder(enc_graph, x_in)                                 # (N, hidden)
-            online = enc if latent_rows is None else enc[latent_rows]
-            rep = self.encoder_to_decoder(enc)
-            if self.cfg.remask_method == "fixed":
-                nodes, token = [mask.mask_nodes], torch.zeros_like(self.dec_mask_token)
-            else:
-                nodes, token = list(remasks), self.dec_mask_token
-            if self.fast_decode and hasattr(self.decoder, "forward_views"):
-                recons = self.decoder.forward_views(graph, rep, nodes, token, rows=mask_nodes)
-            else:
-                recons = [self.decoder(graph, ops.replace_rows(rep, n, token))[mask_nodes] for n in nodes]
-        target = x[mask_nodes]
+            h = self.encoder(enc_graph, x_in)                                   # (N, hidden)
+            online = h if latent_rows is None else h[latent_rows]               # (n, hidden)
+            recons = self.decode_views(graph, self.encoder_to_decoder(h), mask, remasks)  # views x (|M|, F)
+        # L_rec = sum over views v of SCE(x_M, x^_M^(v))
+        target = x[mask_nodes]                                                  # (|M|, F)
         rec = sum(sce_loss(r, target, self.cfg.alpha_l) for r in recons)
 
+        # L_latent = SCE_1(predictor(projector(h)), projector_ema(encoder_ema(x))), on the latent rows
         if self.cfg.lam > 0:
             with torch.no_grad():
                 teacher_in = self._sparse_features(x) if sparse_input else x
                 latent_target = teacher.targets(graph if teacher_graph is None else teacher_graph,
-                                                teacher_in, latent_rows)
+                                                teacher_in, latent_rows)        # (n, hidden)
             latent = self.latent_loss(online, latent_target)
             if self.training and self.latent_centre is not None:
                 self.update_centre_(latent_target)
         else:
             latent = rec.new_zeros(())
         return {"loss": rec + self.cfg.lam * latent, "rec": rec, "latent": latent}
+
+    # ------------------------------------------------------------------ the plain path
+    def masked_input(self, x: Tensor, mask: EncoderMask) -> Tensor:
+        """The encoder input: token nodes get ``enc_mask_token``, noise nodes another node's
+        features, the rest their own: ``[N, F] -> [N, F]``."""
+        is_token = token_rows(x.shape[0], mask, x.device, x.dtype)             # (N, 1)
+        return masked_input(x, mask) + is_token * self.enc_mask_token
+
+    def decode_views(self, graph: Graph, rep: Tensor, mask: EncoderMask,
+                     remasks: Sequence[Tensor]) -> List[Tensor]:
+        """Reconstructions at the encoder-masked nodes, one per decoding view: view ``v``
+        decodes ``rep [N, hidden]`` with its re-masked rows set to ``dec_mask_token``
+        (``random``) or the encoder-masked rows set to zero (``fixed``, one view).
+        Returns ``views x [|M|, F]``. With ``fast_decode`` a GAT decoder decodes all
+        views from one shared projection (:meth:`GAT.forward_views`)."""
+        mask_nodes = mask.mask_nodes.to(rep.device)
+        if self.cfg.remask_method == "fixed":
+            nodes, token = [mask.mask_nodes], torch.zeros_like(self.dec_mask_token)
+        else:
+            nodes, token = list(remasks), self.dec_mask_token
+        if self.fast_decode and hasattr(self.decoder, "forward_views"):
+            return self.decoder.forward_views(graph, rep, nodes, token, rows=mask_nodes)
+        return [self.decoder(graph, feature_rows.replace_rows(rep, n, token))[mask_nodes] for n in nodes]
+
+    # ------------------------------------------------------------------ fast paths
+    def sparse_masked_input(self, x: Tensor, mask: EncoderMask) -> feature_rows.SparseRows:
+        """:meth:`masked_input` as :class:`~graphmae2.feature_rows.SparseRows`, gathered from
+        the cached sparse features in a few index operations (exact; the first layer's
+        projection becomes a sparse product, far cheaper for ~1 % dense features)."""
+        is_token = token_rows(x.shape[0], mask, x.device, x.dtype)             # (N, 1)
+        return self._sparse_features(x).take_rows(input_rows(x.shape[0], mask), is_token, self.enc_mask_token)
+
+    def encode_decode_kept_rows(self, graph: Graph, enc_graph: Graph, x_in: Tensor, mask_nodes: Tensor,
+                                keep: Tensor, latent_rows: Optional[Tensor]) -> Tuple[Tensor, List[Tensor]]:
+        """The plain path's ``(online, recons)`` for ``remask_method: fixed``, computing only
+        what is read: the decoder input is zero at every encoder-masked node, so only the
+        kept rows of the encoder output (and the latent rows, when those differ) are
+        computed, projected (:class:`~graphmae2.feature_rows.KeptRows`) and decoded into the
+        masked rows. One view, ``[|M|, F]``. ``latent_rows is keep`` (the object) when the
+        latent loss is taken at the kept nodes: they are then encoded once."""
+        if latent_rows is None:
+            online = self.encoder(enc_graph, x_in)                              # (N, hidden)
+            kept = online[keep]
+        elif latent_rows is keep:
+            online = kept = self.encoder(enc_graph, x_in, rows=keep)            # (|K|, hidden)
+        else:
+            enc = self.encoder(enc_graph, x_in, rows=torch.cat([keep, latent_rows]))
+            kept, online = enc[:keep.numel()], enc[keep.numel():]
+        rep = feature_rows.KeptRows(self.encoder_to_decoder(kept), keep, x_in.shape[0])
+        return online, [self.decoder(graph, rep, rows=mask_nodes)]
 
     def latent_pair(self, online: Tensor, target: Tensor) -> Tuple[Tensor, Tensor]:
         """``(prediction, target)`` as the latent loss compares them (``model.latent_target``,
@@ -320,19 +348,16 @@ class GraphMAE2(nn.Module):
         lam = self.cfg.centre_momentum
         self.latent_centre.mul_(lam).add_(mean * (1.0 - lam))
 
-    def _sparse_features(self, x: Tensor) -> ops.SparseRows:
+    def _sparse_features(self, x: Tensor) -> feature_rows.SparseRows:
         """``SparseRows`` of ``x`` (the teacher's input, and the source of the masked
         input's rows), built once per feature tensor."""
         cached = self._sparse_cache
         if cached is None or cached[0] is not x or cached[1] != x._version:
-            self._sparse_cache = (x, x._version, ops.SparseRows.from_dense(x))
+            self._sparse_cache = (x, x._version, feature_rows.SparseRows.from_dense(x))
         return self._sparse_cache[2]
 
     @torch.no_grad()
     def encode(self, graph: Graph, x: Tensor) -> Tensor:
         """Encoder output on the unmasked graph, in eval mode: ``[N, F] -> [N, hidden]``."""
-        was_training = self.training
-        self.eval()
-        out = self.encoder(graph, x)
-        self.train(was_training)
-        return out
+        with eval_mode(self):
+            return self.encoder(graph, x)

@@ -42,6 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .layers import eval_mode
+
 if TYPE_CHECKING:
     from .ema import EMATeacher
     from .graph import Graph
@@ -58,11 +60,12 @@ RANK_FRACTION = 0.01
 #: 30-epoch Cora run at D = 64 measured 0.064 = 0.51/sqrt(D): five times the threshold.
 STD_THRESHOLD = 0.1
 
-STAT_KEYS = ("std", "eff_rank_online", "eff_rank_target", "param_cosine")
+STAT_KEYS = ("std", "eff_rank_online", "teacher_eff_rank", "param_cosine")
 
-#: :func:`collapse_stats` also reports these, of the teacher's output (no warning on them
-#: there; :func:`check_target_collapse` warns on the targets as the loss sees them).
-TARGET_CONTEXT_KEYS = ("eff_rank_target_centred", "cos_to_mean_target")
+#: :func:`collapse_stats` also reports these, of the teacher's own output (``teacher_*``:
+#: no warning on them; :func:`check_target_collapse` warns on ``target_*``, the targets as
+#: the latent loss compares them, after ``model.latent_target``).
+TEACHER_OUTPUT_KEYS = ("teacher_eff_rank_centred", "teacher_cos_to_mean")
 
 #: Warn when the centred effective rank of the latent targets is below this fraction of
 #: their width. Measured on Cora (1024 wide, 100 epochs, docs/ema_sweep.md): the
@@ -165,13 +168,13 @@ def collapse_stats(online: Tensor, target: Tensor, student: nn.Module,
         teacher: the teacher's copy of them (``EMATeacher.module``).
 
     Returns:
-        :data:`STAT_KEYS` and :data:`TARGET_CONTEXT_KEYS` (centred rank and cosine to the
+        :data:`STAT_KEYS` and :data:`TEACHER_OUTPUT_KEYS` (centred rank and cosine to the
         mean of ``target``).
     """
     return {"std": embedding_std(online), "eff_rank_online": effective_rank(online),
-            "eff_rank_target": effective_rank(target), "param_cosine": parameter_cosine(student, teacher),
-            "eff_rank_target_centred": centred_effective_rank(target),
-            "cos_to_mean_target": cosine_to_mean(target)}
+            "teacher_eff_rank": effective_rank(target), "param_cosine": parameter_cosine(student, teacher),
+            "teacher_eff_rank_centred": centred_effective_rank(target),
+            "teacher_cos_to_mean": cosine_to_mean(target)}
 
 
 def target_stats(pred: Tensor, target: Tensor) -> Dict[str, float]:
@@ -221,10 +224,7 @@ def teacher_information(model: "GraphMAE2", teacher: "EMATeacher", graph: "Graph
     When :math:`\bar g = 0` (e.g. ``latent_target: standardise``, where a shared target
     standardises to 0) the result is 1 if :math:`g \ne 0`, and 0 when both vanish.
     """
-    was_training, teacher_training = model.training, teacher.module.training
-    model.eval()
-    teacher.module.eval()
-    try:
+    with eval_mode(model, teacher.module):
         params = [p for p in model.encoder.parameters() if p.requires_grad]
         with torch.enable_grad():
             enc = model.encoder(graph, x, rows=rows)                               # (n, hidden)
@@ -232,9 +232,6 @@ def teacher_information(model: "GraphMAE2", teacher: "EMATeacher", graph: "Graph
             shared = target.mean(dim=0, keepdim=True).expand_as(target)
             g = _flat_grad(model.latent_loss(enc, target), params, retain_graph=True)
             g_mean = _flat_grad(model.latent_loss(enc, shared), params, retain_graph=False)
-    finally:
-        model.train(was_training)
-        teacher.module.train(teacher_training)
     norms = g.norm() * g_mean.norm()
     if norms == 0:
         return 0.0 if g.norm() == 0 else 1.0
@@ -251,15 +248,9 @@ def latent_stats(model: "GraphMAE2", teacher: "EMATeacher", graph: "Graph", x: T
     Returns:
         :data:`TARGET_STAT_KEYS` and ``"teacher_information"``.
     """
-    was_training, teacher_training = model.training, teacher.module.training
-    model.eval()
-    teacher.module.eval()
-    try:
+    with eval_mode(model, teacher.module):
         online = model.encoder(graph, x, rows=rows)                                # (n, hidden)
         pred, target = model.latent_pair(online, teacher.targets(graph, x, rows))
-    finally:
-        model.train(was_training)
-        teacher.module.train(teacher_training)
     return {**target_stats(pred, target),
             "teacher_information": teacher_information(model, teacher, graph, x, rows)}
 
@@ -334,7 +325,7 @@ def check_collapse(stats: Mapping[str, float], dim: int, epoch: int) -> Optional
         return None
     return (f"possible representation collapse at epoch {epoch}: "
             f"effective rank {stats['eff_rank_online']:.2f} of {dim} (warn below {rank_floor:.2f}), "
-            f"teacher {stats['eff_rank_target']:.2f}; embedding std {stats['std']:.4f} "
+            f"teacher {stats['teacher_eff_rank']:.2f}; embedding std {stats['std']:.4f} "
             f"(warn below {std_floor:.4f}); teacher-student parameter cosine "
             f"{stats['param_cosine']:.4f}. Usually helps: raise model.mask_rate or model.remask_rate, "
             f"lower model.lam, or change ema.momentum (e.g. 0.99-0.999)")

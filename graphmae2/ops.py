@@ -15,8 +15,8 @@ repeat bitwise on the CPU, and on CUDA when deterministic algorithms are enabled
 
 Graphs may be bipartite (:meth:`Graph.in_edges`: the in-edges of some rows). Under
 ``train.precision: bf16`` autocast, these functions run in float32 (:func:`float32_island`).
-Feature inputs: :class:`SparseRows` (sparse features, exact sparse projection) and
-:class:`KeptRows` (rows known to be zero are skipped).
+Dropout lives in :mod:`graphmae2.dropout`, structured feature inputs in
+:mod:`graphmae2.feature_rows`.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from typing import Callable, Optional, Tuple
 import torch
 from torch import Tensor
 
-from .graph import Graph, take_csr_rows
+from .graph import Graph
 
 # Sparse CSR is marked beta, but the CSR x dense product used here is stable and tested.
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
@@ -159,16 +159,14 @@ def csr_transpose(crow: Tensor, col: Tensor, num_cols: int):  # noqa: ANN201
 
 
 def _head_layout(graph: Graph, heads: int, reverse: bool):  # noqa: ANN202
-    """Cached :func:`_expand_heads` of the graph (or of its reverse)."""
-    cache = graph.__dict__.setdefault("_head_layouts", {})
-    key = (heads, reverse)
-    if key not in cache:
+    """:func:`_expand_heads` of the graph (or of its reverse), cached on the graph."""
+    def build():  # noqa: ANN202
         if reverse:
             indptr, rev_dst, _ = graph.reverse
-            cache[key] = _expand_heads(indptr, rev_dst, heads)
-        else:
-            cache[key] = _expand_heads(graph.indptr, graph.indices, heads)
-    return cache[key]
+            return _expand_heads(indptr, rev_dst, heads)
+        return _expand_heads(graph.indptr, graph.indices, heads)
+
+    return graph.cached(("head_layout", heads, reverse), build)
 
 
 def _block_matmul(layout, values: Tensor, x: Tensor, num_rows: int) -> Tensor:  # noqa: ANN001
@@ -278,140 +276,6 @@ def spmm_shared(graph: Graph, x: Tensor, weight: Tensor) -> Tensor:
     if x.device.type != "cpu":
         return segment_sum(graph, gather_src(graph, x).unsqueeze(1) * weight.unsqueeze(-1))
     return _SpMMShared.apply(weight, x, graph)
-
-
-class _SparseLinear(torch.autograd.Function):
-    """``x @ weight`` for a sparse CSR ``x``; the weight gradient is ``x^T @ grad``,
-    computed from an explicit CSR transpose (row-parallel, fixed order)."""
-
-    @staticmethod
-    def forward(ctx, weight: Tensor, x: Tensor, x_t: Tensor) -> Tensor:  # noqa: D102
-        ctx.x_t = x_t
-        return x @ weight
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):  # noqa: D102
-        return ctx.x_t @ grad, None, None
-
-
-class SparseRows:
-    """Input features held as a sparse CSR matrix (and its transpose), plus optionally a
-    learnable ``token`` row blended into the rows flagged in ``token_rows``.
-
-    Citation-graph features are ~1% dense, so the first layer's projection as a sparse
-    product is exact and an order of magnitude cheaper than the dense one.
-    """
-
-    def __init__(self, crow: Tensor, col: Tensor, values: Tensor, shape: Tuple[int, int],
-                 token_rows: Optional[Tensor] = None, token: Optional[Tensor] = None) -> None:
-        self.crow, self.col, self.values = crow, col, values
-        self.shape = tuple(shape)
-        self.crow_t, self.col_t, self.order = csr_transpose(self.crow, self.col, self.shape[1])
-        self.token_rows = token_rows
-        self.token = token
-
-    @classmethod
-    def from_dense(cls, dense: Tensor, token_rows: Optional[Tensor] = None,
-                   token: Optional[Tensor] = None) -> "SparseRows":
-        """The non-zeros of ``dense`` (and the optional token rows)."""
-        csr = dense.to_sparse_csr()
-        return cls(csr.crow_indices(), csr.col_indices(), csr.values(), tuple(dense.shape), token_rows, token)
-
-    def take_rows(self, index: Tensor, token_rows: Optional[Tensor] = None,
-                  token: Optional[Tensor] = None) -> "SparseRows":
-        """Row ``i`` of the result is row ``index[i]`` of this matrix, or empty where
-        ``index[i] < 0``: the masked input built from the cached features in a few index
-        operations instead of a dense copy and a fresh CSR conversion every step."""
-        crow, pos = take_csr_rows(self.crow, index.to(self.crow.device))
-        return SparseRows(crow, self.col[pos], self.values[pos], (index.numel(), self.shape[1]), token_rows, token)
-
-    def project(self, weight: Tensor, p: float, training: bool) -> Tensor:
-        """``dropout(x) @ weight``, the same in distribution as the dense product: dropout
-        acts on the stored non-zeros (the zeros stay zero either way) and, with its own
-        draw per row, on each token row."""
-        out = self._project_values(weight, p, training)
-        if self.token is None:
-            return out
-        if not (training and p > 0):
-            return out + self.token_rows * (self.token @ weight).to(out.dtype)
-        rows = self.token_rows.view(-1).nonzero().view(-1)
-        tokens = training_dropout(self.token.expand(rows.numel(), -1), p) @ weight  # bfloat16 under autocast
-        return out.index_add(0, rows, tokens.to(out.dtype))
-
-    @float32_island
-    def _project_values(self, weight: Tensor, p: float, training: bool) -> Tensor:
-        """``dropout(values) @ weight`` as a sparse product (no bfloat16 sparse kernels)."""
-        values = dropout(self.values, p, training)
-        x = torch.sparse_csr_tensor(self.crow, self.col, values, self.shape, check_invariants=False)
-        x_t = torch.sparse_csr_tensor(self.crow_t, self.col_t, values[self.order],
-                                      self.shape[::-1], check_invariants=False)
-        return _SparseLinear.apply(weight, x, x_t)
-
-
-class KeptRows:
-    """An ``[num_rows, D]`` matrix that is zero outside ``rows``, held as those rows only.
-
-    With fixed re-masking the decoder input is zero at every encoder-masked node, so its
-    projection only needs the kept rows: half the multiply-adds, the same result.
-    """
-
-    def __init__(self, values: Tensor, rows: Tensor, num_rows: int) -> None:
-        self.values = values
-        self.rows = rows.to(values.device)
-        self.num_rows = int(num_rows)
-
-    def project(self, weight: Tensor, p: float, training: bool) -> Tensor:
-        """``dropout(x) @ weight``, zero outside ``rows``."""
-        values = dropout(self.values, p, training)
-        z = values @ weight
-        return z.new_zeros(self.num_rows, z.shape[1]).index_copy(0, self.rows, z)
-
-    def dense(self) -> Tensor:
-        """The full ``[num_rows, D]`` matrix."""
-        out = self.values.new_zeros(self.num_rows, self.values.shape[1])
-        return out.index_copy(0, self.rows, self.values)
-
-
-def training_dropout(x: Tensor, p: float) -> Tensor:
-    """Training-mode dropout: zero each entry with probability ``p``, scale the rest by
-    ``1 / (1 - p)``.
-
-    Same distribution as :func:`torch.nn.functional.dropout`, drawn with ``torch.rand``
-    (vectorised) instead of ``bernoulli_``, which is ~3x slower on the CPU. The uniforms
-    are float32 whatever ``x``'s dtype: bfloat16 uniforms take ~1,800 distinct values, so
-    ``u >= p`` would keep a fraction other than ``1 - p`` (0.7984 at p = 0.2) while the
-    rescale assumes ``1 - p``. For float32 ``x`` the draw is ``rand_like(x)``'s, bitwise.
-    """
-    if p <= 0:
-        return x
-    if p >= 1:
-        return torch.zeros_like(x)
-    keep = torch.rand(x.shape, dtype=torch.float32, device=x.device) >= p
-    return x * keep.to(x.dtype) * (1.0 / (1.0 - p))
-
-
-def dropout(x: Tensor, p: float, training: bool) -> Tensor:
-    """:func:`training_dropout` when ``training``, else ``x``."""
-    return training_dropout(x, p) if training else x
-
-
-
-def replace_rows(x: Tensor, nodes: Tensor, row: Tensor) -> Tensor:
-    """Copy of ``x [N, D]`` with rows ``nodes`` set to ``row [1, D]``.
-
-    Written as a blend rather than an indexed write so ``row`` (a learnable token)
-    receives gradients; untouched rows are bitwise unchanged.
-    """
-    is_row = torch.zeros(x.shape[0], 1, dtype=x.dtype, device=x.device)
-    is_row[nodes.to(x.device)] = 1.0
-    return x * (1.0 - is_row) + is_row * row
-
-
-def project(x, weight: Tensor, p: float, training: bool) -> Tensor:  # noqa: ANN001
-    """``dropout(x) @ weight`` for a dense tensor, :class:`SparseRows` or :class:`KeptRows`."""
-    if isinstance(x, (SparseRows, KeptRows)):
-        return x.project(weight, p, training)
-    return dropout(x, p, training) @ weight
 
 
 def _use_segment_path(x: Tensor) -> bool:

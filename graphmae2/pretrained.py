@@ -13,7 +13,9 @@ from .config import Config, ConfigError
 from .datasets import NodeDataset
 from .datasets.convert import DGL_FEATURE_KEYS
 from .datasets.features import normalize_features
-from .graph import Graph, is_dgl_graph, is_pyg_data
+from .graph import Graph
+from .interop import is_dgl_graph, is_pyg_data
+from .layers import eval_mode
 from .model import GraphMAE2
 
 _logger = logging.getLogger(__name__)
@@ -104,7 +106,8 @@ def load_encoder(path: Union[str, os.PathLike], device: Union[str, torch.device]
         cfg = Config.from_dict(state["config"], source=f"{path} (stored config)")
     except ConfigError as exc:
         raise CheckpointError(f"{path}: stored config does not match this graphmae2 version: {exc}") from None
-    model = GraphMAE2(int(state["in_dim"]), cfg.model)
+    with torch.random.fork_rng(devices=[]):  # the weights come from the checkpoint, not the caller's RNG
+        model = GraphMAE2(int(state["in_dim"]), cfg.model)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as exc:
@@ -121,15 +124,5 @@ def embed(encoder: nn.Module, graph: Any, x: Optional[Tensor] = None) -> Tensor:
     without ``x``, its own features are used.
     """
     graph, x = graph_and_features(graph, x)
-    was_training = encoder.training
-    encoder.eval()
-    try:
+    with eval_mode(encoder):
         return encoder(graph.to(x.device), x)
-    finally:
-        encoder.train(was_training)
-
-
-def checkpoint_info(path: Union[str, os.PathLike]) -> Dict[str, Any]:
-    """Seed, epoch and config of a checkpoint without building the model."""
-    state = load_checkpoint(path)
-    return {"seed": state["seed"], "epoch": state["epoch"], "config": state["config"]}

@@ -1,22 +1,17 @@
 """Results summarised in one place: which metric each evaluation mode reports and is
 chosen by, the mean and std over seeds, and the final line.
 
-Hyperparameters are chosen on validation data and judged once on test: ``SELECTION``
-names the metric a choice (a sweep's best point, a screen's best variant) follows;
-``HEADLINE`` the one printed and reported beside it.
+Hyperparameters are chosen on validation data and judged once on test; ``HEADLINE``
+names the metric printed and reported beside the choice.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Tuple
 
 import numpy as np
 
 #: The metric each evaluation mode reports on the final line.
 HEADLINE = {"linear": "test_acc", "finetune": "test_acc", "cluster": "nmi"}
-
-#: The metric choices follow: validation accuracy; k-means has no validation split, so
-#: clustering runs offer nothing to choose by (``None``).
-SELECTION: Dict[str, Optional[str]] = {"linear": "val_acc", "finetune": "val_acc", "cluster": None}
 
 #: Metrics a sweep table shows per mode: the headline first, then the rest.
 METRICS: Dict[str, Tuple[str, ...]] = {"linear": ("test_acc", "val_acc"), "finetune": ("test_acc", "val_acc"),

@@ -249,7 +249,7 @@ def run_sweep(base: Config, sweeps: Sweeps, seeds: Sequence[int], sweep_dir: Pat
             cfg.train.seeds = list(seeds)
             metrics = run_experiment(cfg, sweep_dir / point_name(values), device, data=data, resume=resume,
                                      progress=False, keep_going=True, after_seed=lambda _: bar.update(1),
-                                     extra={"point": values})
+                                     extra={"point": values}).summary
             rows.append(point_row(values, cfg.eval.mode, metrics))
     finally:
         bar.close()

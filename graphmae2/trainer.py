@@ -1,18 +1,17 @@
-"""GraphMAE2 pre-training for one seed: the one training loop, top to bottom.
+"""GraphMAE2 pre-training for one seed (:func:`train_seed`): the one training loop, top to bottom.
 
 Each step of each epoch: take the batch source's next batch (graph, features and masks
 drawn from their streams), forward, non-finite policy, backward, clip, optimizer and
 LR-schedule steps, EMA step (after the optimizer step, or before it with
 ``ema.timing: before_step``), log; each epoch ends with the collapse monitor and the
 checkpoint. Full batch and mini-batch differ only in the source
-(:mod:`graphmae2.batches`, :mod:`graphmae2.minibatch`), so every rule here holds for
+(:mod:`graphmae2.batches`), so every rule here holds for
 both. Every random draw is keyed by ``(seed, stream, step, ...)`` (see
 :mod:`graphmae2.seeding`), so a run resumed from a checkpoint at epoch k repeats the
 uninterrupted run bitwise.
 """
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -31,10 +30,13 @@ from .datasets import NodeDataset
 from .ema import EMATeacher
 from .manifest import environment, state_digests, tensor_digest, write_manifest
 from .model import GraphMAE2
+from .precision import autocast, check_precision
+from .pretrained import PretrainedEncoder
 from .dropedge import edge_views
+from .dropout import dropout_stream
 from .monitor import check_collapse, check_target_collapse, collapse_stats, latent_stats
 from .schedules import lr_factor
-from .seeding import derive_seed, init_parameters_by_name, seed_everything
+from .seeding import generator, init_parameters_by_name, set_deterministic
 
 _logger = logging.getLogger(__name__)
 
@@ -44,11 +46,15 @@ class NonFiniteLossError(RuntimeError):
 
 
 @dataclass
-class PretrainResult:
-    """What :func:`pretrain` returns: the trained model and teacher, the per-epoch loss
-    (mean over the epoch's steps), the monitor's records, training seconds, epochs, and
-    the final embeddings of every node when they were computed for the manifest."""
+class SeedRun:
+    """One seed's run: the trained model and EMA teacher, the per-epoch loss (mean over
+    the epoch's steps), the monitor's records, training seconds and epochs; the final
+    embeddings of every node while they are needed (for the manifest and the
+    evaluation); and the evaluation ``scores`` once :func:`graphmae2.experiment.run_seed`
+    has added them (empty on ranks other than 0 and for data without labels)."""
 
+    seed: int
+    config: Config
     model: GraphMAE2
     teacher: EMATeacher
     losses: List[float] = field(default_factory=list)
@@ -56,11 +62,20 @@ class PretrainResult:
     seconds: float = 0.0
     epochs: int = 0
     embeddings: Optional[Tensor] = None
+    scores: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def encoder(self) -> PretrainedEncoder:
+        """The trained encoder in eval mode, the type :func:`graphmae2.load_encoder` returns."""
+        return PretrainedEncoder(self.model.encoder, self.config).eval()
 
 
 def build_model(cfg: Config, in_dim: int, seed: int) -> GraphMAE2:
-    """The model with every parameter initialised from ``(seed, parameter name)``."""
-    model = GraphMAE2(in_dim, cfg.model)
+    """The model with every parameter initialised from ``(seed, parameter name)``; built
+    on the CPU with torch's CPU generator restored after (the modules' own
+    initialisation draws from it and is then replaced)."""
+    with torch.random.fork_rng(devices=[]):
+        model = GraphMAE2(in_dim, cfg.model)
     init_parameters_by_name(model, seed)
     return model
 
@@ -82,42 +97,9 @@ def restore(path: Path, device: torch.device, model: nn.Module, teacher: EMATeac
     return state
 
 
-@functools.lru_cache(maxsize=None)  # read once per process, not once per seed
-def cpu_has_native_bf16(cpuinfo: Union[str, Path] = "/proc/cpuinfo") -> Optional[bool]:
-    """Whether the CPU multiplies bfloat16 natively (AVX-512 BF16 or AMX); ``None`` where
-    ``cpuinfo`` cannot be read (not Linux)."""
-    try:
-        text = Path(cpuinfo).read_text()
-    except OSError:
-        return None
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines()
-                  if line.startswith("flags")), [])
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-_warned_emulated_bf16 = False
-
-
-def check_precision(cfg: Config, device: torch.device) -> None:
-    """Warn, once per process (not once per seed), when ``train.precision: bf16`` would
-    run emulated, slower than float32."""
-    global _warned_emulated_bf16
-    if (not _warned_emulated_bf16 and cfg.train.precision == "bf16" and device.type == "cpu"
-            and cpu_has_native_bf16() is False):
-        _warned_emulated_bf16 = True
-        _logger.warning("train.precision=bf16 on a CPU without AVX-512 BF16 or AMX is emulated and "
-                        "likely slower than float32; pass --set train.precision=fp32")
-
-
-def autocast(cfg: Config, device: torch.device) -> torch.autocast:
-    """The forward pass's precision: bfloat16 autocast for ``train.precision: bf16``
-    (dense matmuls in bfloat16; ``ops`` keeps message passing in float32), else off."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16")
-
-
-def pretrain(cfg: Config, source: Union[BatchSource, NodeDataset], seed: int, device: torch.device,
-             run_dir: Optional[Path] = None, resume: bool = False,
-             progress: bool = True, writer: Any = None) -> PretrainResult:
+def train_seed(cfg: Config, source: Union[BatchSource, NodeDataset], seed: int, device: torch.device,
+               run_dir: Optional[Path] = None, resume: bool = False,
+               progress: bool = True, writer: Any = None) -> SeedRun:
     """Pre-train GraphMAE2 for ``cfg.train.max_epoch`` epochs of ``source``'s batches.
 
     ``source`` is a :class:`~graphmae2.batches.BatchSource` (see
@@ -126,7 +108,7 @@ def pretrain(cfg: Config, source: Union[BatchSource, NodeDataset], seed: int, de
     ``train.checkpoint_every`` epochs and at the end, and ``manifest.json`` at the end;
     ``resume`` continues from the checkpoint.
     """
-    seeding = seed_everything(seed, cfg.train.deterministic)
+    seeding = set_deterministic(cfg.train.deterministic, seed)
     check_precision(cfg, device)
     if isinstance(source, NodeDataset):
         source = FullBatch(cfg, source, device)
@@ -151,18 +133,7 @@ def pretrain(cfg: Config, source: Union[BatchSource, NodeDataset], seed: int, de
         monitor = [dict(m) for m in state.get("monitor", [])]
     writes = source.rank == 0
     writer = writer if writes else None
-
-    def checkpoint(epoch: int) -> None:
-        if ckpt_path is None or not writes:
-            return
-        save_checkpoint({
-            "config": cfg.to_dict(), "in_dim": source.in_dim, "seed": seed, "epoch": epoch,
-            "model": model.state_dict(), "teacher": teacher.state_dict(),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            # Streams are counter-based: (seed, name, step) is their whole state.
-            "rng": {"seed": seed, "epoch": epoch},
-            "losses": losses, "monitor": monitor, "seconds": seconds}, ckpt_path)
-
+    reported: set = set()  # collapse kinds already reported this run (each is said once)
     # ====== training loop ======
     bar = tqdm(total=total_steps, initial=start * steps_per_epoch, desc=f"pretrain seed {seed}",
                disable=not progress or not writes, leave=False, dynamic_ncols=True)
@@ -170,13 +141,12 @@ def pretrain(cfg: Config, source: Union[BatchSource, NodeDataset], seed: int, de
         epoch_losses = []
         for batch in source.batches(seed, epoch):
             tic = time.perf_counter()
-            torch.manual_seed(derive_seed(seed, "dropout", *batch.dropout_key))  # the dropout stream
             model.train()
             teacher.module.train(cfg.ema.teacher_dropout)
             # Encoder and teacher views (model.drop_edge_rate; both batch.graph at 0), keyed as dropout.
             encoder_graph, teacher_graph = edge_views(batch.graph, cfg.model.drop_edge_rate, seed,
                                                       batch.dropout_key)
-            with autocast(cfg, device):
+            with autocast(cfg, device), dropout_stream(generator(seed, "dropout", *batch.dropout_key, device=device)):
                 parts = forward(batch.graph, batch.x, teacher, batch.mask, batch.remasks, batch.sparse_input,
                                 batch.latent_nodes, encoder_graph=encoder_graph, teacher_graph=teacher_graph)
             optimizer.zero_grad(set_to_none=True)
@@ -210,15 +180,22 @@ def pretrain(cfg: Config, source: Union[BatchSource, NodeDataset], seed: int, de
         # ====== monitor and checkpoint ======
         last = epoch + 1 == t.max_epoch
         if writes and t.monitor_every and ((epoch + 1) % t.monitor_every == 0 or last):
-            monitor.append(_monitor(model, teacher, source, epoch, writer))
+            monitor.append(_monitor(model, teacher, source, epoch, writer, reported))
         if (epoch + 1) % t.checkpoint_every == 0 or last:
-            checkpoint(epoch + 1)
+            if ckpt_path is not None and writes:
+                save_checkpoint({
+                    "config": cfg.to_dict(), "in_dim": source.in_dim, "seed": seed, "epoch": epoch + 1,
+                    "model": model.state_dict(), "teacher": teacher.state_dict(),
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    # Streams are counter-based: (seed, name, step) is their whole state.
+                    "rng": {"seed": seed, "epoch": epoch + 1},
+                    "losses": losses, "monitor": monitor, "seconds": seconds}, ckpt_path)
             source.barrier()
     bar.close()
     teacher.module.eval()
     teacher_digest = state_digests(teacher.module)
     extra = source.manifest_fields(teacher_digest)  # collective: every rank calls it
-    result = PretrainResult(model, teacher, losses, monitor, seconds, t.max_epoch)
+    result = SeedRun(seed, cfg, model, teacher, losses, monitor, seconds, t.max_epoch)
     if run_dir is not None and writes:
         result.embeddings = source.embeddings(model)
         write_manifest(run_dir / "manifest.json", {
@@ -245,7 +222,7 @@ def _non_finite(parts: Dict[str, Tensor], epoch: int, step: int, seed: int, poli
 
 @torch.no_grad()
 def _monitor(model: GraphMAE2, teacher: EMATeacher, source: BatchSource, epoch: int,
-             writer: Any) -> Dict[str, float]:
+             writer: Any, reported: set) -> Dict[str, float]:
     """Collapse statistics of the online embeddings, the teacher's output and the latent
     pair the loss compares (:func:`~graphmae2.monitor.latent_stats`: ranks, cosine to the
     mean, teacher information) on the source's monitor batch; warns on either collapse."""
@@ -259,8 +236,17 @@ def _monitor(model: GraphMAE2, teacher: EMATeacher, source: BatchSource, epoch: 
     if writer is not None:
         for k, v in stats.items():
             writer.add_scalar(f"monitor/{k}", v, epoch)
-    for warning in (check_collapse(stats, model.out_dim, epoch),
-                    check_target_collapse(stats, model.out_dim, epoch)):
-        if warning:
-            _logger.warning(warning)
+    online_msg = check_collapse(stats, model.out_dim, epoch)
+    if online_msg and "online" not in reported:
+        reported.add("online")
+        _logger.warning(online_msg)
+    if "target" not in reported and check_target_collapse(stats, model.out_dim, epoch):
+        reported.add("target")
+        if model.cfg.latent_target == "reference":  # the official recipe's targets: expected, not a fault
+            _logger.info("latent targets share one direction from epoch %d on (cosine to their mean %.4f), "
+                         "as expected with model.latent_target=reference, the official recipe; for a teacher "
+                         "that carries information: --set model.latent_target=standardise",
+                         epoch, stats["target_cos_to_mean"])
+        else:
+            _logger.warning(check_target_collapse(stats, model.out_dim, epoch))
     return {"epoch": epoch, **stats}

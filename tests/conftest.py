@@ -94,10 +94,11 @@ def run_torchrun(args, *, cwd, env, nproc=2, timeout=600):
     return done
 
 
-def load_benchmark(name: str) -> ModuleType:
-    """``benchmarks/<name>.py`` imported as a module (the folder is not a package; it goes
-    on ``sys.path`` as it does when a script there runs, so scripts can import each other)."""
-    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+def load_benchmark(name: str, folder_name: str = "benchmarks") -> ModuleType:
+    """``benchmarks/<name>.py`` (or ``<folder_name>/<name>.py``) imported as a module (the
+    folder is not a package; it goes on ``sys.path`` as it does when a script there runs,
+    so scripts can import each other)."""
+    folder = Path(__file__).resolve().parents[1] / folder_name
     if str(folder) not in sys.path:
         sys.path.append(str(folder))
     path = folder / f"{name}.py"

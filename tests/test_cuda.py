@@ -4,7 +4,7 @@ import torch
 
 from graphmae2.config import load_config
 from graphmae2.manifest import read_manifest
-from graphmae2.trainer import pretrain
+from graphmae2.trainer import train_seed
 
 from conftest import tiny_overrides
 
@@ -18,8 +18,8 @@ def test_two_cuda_runs_are_bitwise_identical(cora, tmp_path):
     dev = torch.device("cuda")
     a_dir, b_dir = tmp_path / "a", tmp_path / "b"
     a_dir.mkdir(), b_dir.mkdir()
-    a = pretrain(cfg, cora, 0, dev, a_dir, progress=False)
-    b = pretrain(cfg, cora, 0, dev, b_dir, progress=False)
+    a = train_seed(cfg, cora, 0, dev, a_dir, progress=False)
+    b = train_seed(cfg, cora, 0, dev, b_dir, progress=False)
     assert a.losses == b.losses
     for p, q in zip(a.model.state_dict().values(), b.model.state_dict().values()):
         assert torch.equal(p, q)

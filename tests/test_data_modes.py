@@ -56,7 +56,7 @@ def test_on_nan_skip_goes_on_and_stop_raises_in_both_modes(mode, tmp_path, monke
     source = build_source(cfg, data, CPU)
     steps = source.steps_per_epoch
     fail_forward_from(monkeypatch, steps)  # every step of epoch 1 is non-finite
-    result = trainer.pretrain(cfg, source, 0, CPU, progress=False)
+    result = trainer.train_seed(cfg, source, 0, CPU, progress=False)
     assert np.isfinite(result.losses[0]) and np.isnan(result.losses[1])
     # skipped steps leave the parameters as they were after epoch 0: still finite
     assert all(torch.isfinite(p).all() for p in result.model.parameters())
@@ -64,7 +64,7 @@ def test_on_nan_skip_goes_on_and_stop_raises_in_both_modes(mode, tmp_path, monke
     monkeypatch.undo()
     fail_forward_from(monkeypatch, steps)
     with pytest.raises(trainer.NonFiniteLossError, match=rf"non-finite loss at epoch 1 step {steps} \(seed 0\)"):
-        trainer.pretrain(cfg, source, 0, CPU, tmp_path / "ckpt", progress=False)
+        trainer.train_seed(cfg, source, 0, CPU, tmp_path / "ckpt", progress=False)
 
 
 def _scalars(seed_dir: Path) -> set:
@@ -80,12 +80,12 @@ def test_monitor_scalars_and_checkpoint_are_the_same_in_both_modes(mode, tmp_pat
     cfg = config(mode, tmp_path)
     run = run_seed(cfg, load_data(cfg.data), 0, CPU, tmp_path / "seed-0", progress=False)
     assert [m["epoch"] for m in run.scores["monitor"]] == [0, 1]
-    assert {"eff_rank_online", "eff_rank_target", "std"} <= set(run.scores["monitor"][0])
+    assert {"eff_rank_online", "teacher_eff_rank", "std"} <= set(run.scores["monitor"][0])
     assert json.loads((tmp_path / "seed-0" / "result.json").read_text())["monitor"] == run.scores["monitor"]
     state = torch.load(tmp_path / "seed-0" / "checkpoint.pt", weights_only=True)
     assert [m["epoch"] for m in state["monitor"]] == [0, 1]
     tags = _scalars(tmp_path / "seed-0")
-    assert {"loss/total", "loss/rec", "loss/latent", "lr", "ema/momentum", "monitor/eff_rank_target",
+    assert {"loss/total", "loss/rec", "loss/latent", "lr", "ema/momentum", "monitor/teacher_eff_rank",
             "eval/test_acc", "eval/val_acc"} <= tags
 
 
@@ -98,14 +98,14 @@ def test_resume_after_a_crash_compares_identical_in_both_modes(mode, tmp_path, m
     data = load_data(cfg.data)
     source = build_source(cfg, data, CPU)
     full, crash = tmp_path / "full", tmp_path / "crash"
-    trainer.pretrain(cfg, source, 0, CPU, full, progress=False)
+    trainer.train_seed(cfg, source, 0, CPU, full, progress=False)
     mid_epoch_1 = source.steps_per_epoch + source.steps_per_epoch // 2  # full batch: its one step
     fail_forward_from(monkeypatch, mid_epoch_1, KeyboardInterrupt("simulated crash"))
     with pytest.raises(KeyboardInterrupt):
-        trainer.pretrain(cfg, source, 0, CPU, crash, progress=False)
+        trainer.train_seed(cfg, source, 0, CPU, crash, progress=False)
     assert torch.load(crash / "checkpoint.pt", weights_only=True)["epoch"] == 1
     monkeypatch.undo()
-    trainer.pretrain(cfg, source, 0, CPU, crash, resume=True, progress=False)
+    trainer.train_seed(cfg, source, 0, CPU, crash, resume=True, progress=False)
     assert compare_runs(read_manifest(full), read_manifest(crash)) == []
 
 

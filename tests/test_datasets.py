@@ -16,15 +16,18 @@ import pytest
 import torch
 
 from graphmae2.datasets import DownloadError, NodeDataset, fetch_planetoid, load_dataset
-from graphmae2.datasets import download as download_mod
-from graphmae2.datasets.build_packaged import build
-from graphmae2.datasets.checksums import read_sha256sums, write_sha256sums
-from graphmae2.datasets.packaged import load_packaged
-from graphmae2.datasets.planetoid import planetoid_files, read_planetoid_raw
-from graphmae2.datasets.safe_pickle import safe_loads
+from graphmae2.datasets.planetoid import download as download_mod
+from graphmae2.datasets.planetoid.checksums import read_sha256sums, write_sha256sums
+from graphmae2.datasets.planetoid.packaged import load_packaged
+from graphmae2.datasets.planetoid.raw import planetoid_files, read_planetoid_raw
+from graphmae2.datasets.planetoid.safe_pickle import safe_loads
+
+from conftest import load_benchmark
+
+build = load_benchmark("build_packaged", "scripts").build
 
 RAW_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "planetoid"
-DATA_DIR = Path(__file__).resolve().parents[1] / "graphmae2" / "datasets" / "data"
+DATA_DIR = Path(__file__).resolve().parents[1] / "graphmae2" / "datasets" / "planetoid" / "data"
 needs_raw = pytest.mark.skipif(not (RAW_DIR / "SHA256SUMS").is_file(),
                                reason=f"raw Planetoid files not found in {RAW_DIR}")
 
@@ -200,7 +203,7 @@ def test_pubmed_download_trusts_first_use_and_records_digests(
         tmp_path: Path, serve, caplog: pytest.LogCaptureFixture) -> None:  # noqa: ANN001
     site = _copy_raw("cora", tmp_path / "site", rename_to="pubmed")  # Planetoid format, small
     serve(site)
-    with caplog.at_level(logging.WARNING, logger="graphmae2.datasets.download"):
+    with caplog.at_level(logging.WARNING, logger="graphmae2.datasets.planetoid.download"):
         ds = load_dataset("PubMed", root=tmp_path / "cache")
     assert (ds.name, ds.num_nodes, ds.graph.num_edges) == ("pubmed", 2708, 10556 + 2708)
     cache = tmp_path / "cache" / "planetoid"

@@ -8,7 +8,7 @@ import graphmae2.checkpoint as checkpoint
 import graphmae2.experiment as experiment
 from graphmae2.cli import main
 from graphmae2.config import load_config
-from graphmae2.trainer import NonFiniteLossError, pretrain
+from graphmae2.trainer import NonFiniteLossError, train_seed
 
 from conftest import fail_forward_from, tiny_overrides
 
@@ -23,7 +23,7 @@ def test_nan_loss_stops_naming_epoch_and_part_and_keeps_checkpoint(cora, tmp_pat
     nan_from_epoch(monkeypatch, 2)
     cfg = load_config(None, tiny_overrides(**{"train.max_epoch": 5}))
     with pytest.raises(NonFiniteLossError, match=r"non-finite loss at epoch 2 step 2 \(seed 0\): latent = nan"):
-        pretrain(cfg, cora, 0, CPU, tmp_path, progress=False)
+        train_seed(cfg, cora, 0, CPU, tmp_path, progress=False)
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == 2
 
 
@@ -37,7 +37,7 @@ def test_nan_loss_exits_non_zero_from_the_cli(monkeypatch, tmp_path, capsys):
 def test_nan_loss_skip_mode_continues(cora, monkeypatch):
     nan_from_epoch(monkeypatch, 1)
     cfg = load_config(None, tiny_overrides(**{"train.on_nan": "skip"}))
-    result = pretrain(cfg, cora, 0, CPU, progress=False)
+    result = train_seed(cfg, cora, 0, CPU, progress=False)
     assert len(result.losses) == 3 and all(l != l for l in result.losses[1:])
 
 
@@ -80,7 +80,7 @@ def test_cuda_out_of_memory_gives_sizes_and_what_to_change(monkeypatch, tmp_path
     def oom(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(exp, "pretrain", oom)
+    monkeypatch.setattr(exp, "train_seed", oom)
     assert main(["--config", "cora.yaml", "--out", str(tmp_path), "--quiet", "--set", *tiny_overrides()]) == 1
     err = capsys.readouterr().err
     assert "CUDA out of memory (CUDA out of memory. Tried to allocate 2.00 GiB)" in err

@@ -8,7 +8,7 @@ from graphmae2.ema import EMATeacher
 from graphmae2.manifest import state_digests
 from graphmae2.model import STANDARDISE_EPS, standardise, whiten
 from graphmae2.masking import draw_masks
-from graphmae2.trainer import build_model, pretrain
+from graphmae2.trainer import build_model, train_seed
 
 from conftest import tiny_overrides
 
@@ -148,10 +148,10 @@ def test_latent_pair_standardises_over_the_given_latent_nodes_only(cora):
 @pytest.mark.parametrize("target", ["standardise", "batchnorm", "centre", "whiten"])
 def test_every_latent_target_trains_and_repeats_bitwise(cora, target):
     cfg = small_cfg(**{"model.latent_target": target, "train.max_epoch": 2})
-    a = pretrain(cfg, cora, 0, CPU, progress=False)
-    b = pretrain(cfg, cora, 0, CPU, progress=False)
+    a = train_seed(cfg, cora, 0, CPU, progress=False)
+    b = train_seed(cfg, cora, 0, CPU, progress=False)
     assert all(torch.isfinite(torch.tensor(a.losses)))
     assert a.losses == b.losses
     assert state_digests(a.model) == state_digests(b.model)
-    ref = pretrain(small_cfg(**{"train.max_epoch": 2}), cora, 0, CPU, progress=False)
+    ref = train_seed(small_cfg(**{"train.max_epoch": 2}), cora, 0, CPU, progress=False)
     assert ref.losses[1] != a.losses[1]                                   # the option takes effect

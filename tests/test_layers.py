@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from graphmae2 import ops
+from graphmae2 import feature_rows
 from graphmae2.layers import GAT, GATConv, GCNConv, MLP
 
 
@@ -62,7 +63,7 @@ def test_gat_on_kept_rows_equals_the_zero_filled_input(random_graph, rows):
     masked[kept] = False
     out_rows = {None: None, "masked": masked.nonzero().squeeze(1), "mixed": torch.arange(0, n, 3)}[rows]
     values = torch.randn(kept.numel(), 6, dtype=torch.float64, requires_grad=True)
-    compact = layer(random_graph, ops.KeptRows(values, kept, n), rows=out_rows)
+    compact = layer(random_graph, feature_rows.KeptRows(values, kept, n), rows=out_rows)
     dense_in = values.new_zeros(n, 6).index_copy(0, kept, values)
     dense = layer(random_graph, dense_in) if out_rows is None else layer(random_graph, dense_in)[out_rows]
     assert torch.allclose(compact, dense, atol=1e-12)
@@ -100,7 +101,7 @@ def test_gat_forward_views_equals_separate_forwards(random_graph):
     views = [torch.tensor([0, 3, 5]), torch.tensor([1, 2])]
     shared = net.forward_views(random_graph, x, views, token)
     for nodes, out in zip(views, shared):
-        assert torch.allclose(out, net(random_graph, ops.replace_rows(x, nodes, token)), atol=1e-6)
+        assert torch.allclose(out, net(random_graph, feature_rows.replace_rows(x, nodes, token)), atol=1e-6)
 
 
 def test_gcn_equals_symmetric_normalised_dense_product(random_graph):

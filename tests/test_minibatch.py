@@ -13,9 +13,9 @@ from graphmae2.cli import main
 from graphmae2.config import load_config
 from graphmae2.datasets.synthetic import synthetic_graph
 from graphmae2.masking import draw_ego_masks
-from graphmae2.minibatch import EgoBatches, EgoCollate, ego_embeddings, induced_union
+from graphmae2.batches.ego import EgoBatches, EgoCollate, ego_embeddings, induced_union
 from graphmae2.sampling import ego_graphs
-from graphmae2.trainer import pretrain
+from graphmae2.trainer import train_seed
 
 from conftest import run_torchrun
 
@@ -60,7 +60,7 @@ def test_masks_of_an_ego_do_not_depend_on_its_batch(small):
 
 def test_minibatch_pretraining_learns_and_embeds_every_node(small, tmp_path):
     cfg, data, egos = small
-    result = pretrain(cfg, EgoBatches(cfg, data.graph, data.x, egos, CPU), 0, CPU, tmp_path, progress=False)
+    result = train_seed(cfg, EgoBatches(cfg, data.graph, data.x, egos, CPU), 0, CPU, tmp_path, progress=False)
     assert len(result.losses) == cfg.train.max_epoch and all(np.isfinite(result.losses))
     assert result.losses[-1] < result.losses[0]
     z = ego_embeddings(result.model, data.graph, data.x, egos, CPU, batch_size=300)
@@ -71,16 +71,16 @@ def test_memory_mapped_features_give_the_same_run(small, tmp_path):
     cfg, data, egos = small
     path = tmp_path / "x.npy"
     np.save(path, data.x.numpy())
-    a = pretrain(cfg, EgoBatches(cfg, data.graph, data.x, egos, CPU), 0, CPU, progress=False)
-    b = pretrain(cfg, EgoBatches(cfg, data.graph, np.load(path, mmap_mode="r"), egos, CPU), 0, CPU, progress=False)
+    a = train_seed(cfg, EgoBatches(cfg, data.graph, data.x, egos, CPU), 0, CPU, progress=False)
+    b = train_seed(cfg, EgoBatches(cfg, data.graph, np.load(path, mmap_mode="r"), egos, CPU), 0, CPU, progress=False)
     assert a.losses == b.losses
 
 
 def test_loader_workers_give_the_same_run(small):
     cfg, data, egos = small
     workers = load_config("synthetic-small.yaml", ["data.num_workers=2"])
-    a = pretrain(cfg, EgoBatches(cfg, data.graph, data.x, egos, CPU), 0, CPU, progress=False)
-    b = pretrain(workers, EgoBatches(workers, data.graph, data.x, egos, CPU), 0, CPU, progress=False)
+    a = train_seed(cfg, EgoBatches(cfg, data.graph, data.x, egos, CPU), 0, CPU, progress=False)
+    b = train_seed(workers, EgoBatches(workers, data.graph, data.x, egos, CPU), 0, CPU, progress=False)
     assert a.losses == b.losses
     assert all(torch.equal(p, q) for p, q in zip(a.model.state_dict().values(), b.model.state_dict().values()))
 

@@ -64,8 +64,8 @@ def test_collapse_stats_compares_student_with_its_ema_teacher():
     student = nn.Sequential(nn.Linear(5, 8), nn.PReLU(), nn.Linear(8, 8))
     teacher = EMATeacher(student)
     stats = collapse_stats(_gaussian(50, 8), _gaussian(50, 8, seed=1), student, teacher.module)
-    assert set(stats) == {"std", "eff_rank_online", "eff_rank_target", "param_cosine",
-                          "eff_rank_target_centred", "cos_to_mean_target"}
+    assert set(stats) == {"std", "eff_rank_online", "teacher_eff_rank", "param_cosine",
+                          "teacher_eff_rank_centred", "teacher_cos_to_mean"}
     assert stats["param_cosine"] == pytest.approx(1.0)                    # a fresh copy
     assert all(isinstance(v, float) for v in stats.values())
 
@@ -91,7 +91,7 @@ def test_check_collapse_is_silent_for_random_gaussian_embeddings():
 
 def test_check_collapse_flags_low_effective_rank_alone():
     d = 400                                                               # rank floor 4 > 3
-    stats = {"std": 1.0, "eff_rank_online": 3.0, "eff_rank_target": 3.0, "param_cosine": 1.0}
+    stats = {"std": 1.0, "eff_rank_online": 3.0, "teacher_eff_rank": 3.0, "param_cosine": 1.0}
     assert RANK_FRACTION * d == 4.0
     assert "effective rank 3.00 of 400 (warn below 4.00)" in check_collapse(stats, dim=d, epoch=1)
 
@@ -102,7 +102,7 @@ def test_std_threshold_scales_with_inverse_sqrt_dim():
 
 
 def test_check_collapse_refuses_bad_arguments():
-    with pytest.raises(ValueError, match="stats lack eff_rank_target, param_cosine"):
+    with pytest.raises(ValueError, match="stats lack teacher_eff_rank, param_cosine"):
         check_collapse({"std": 1.0, "eff_rank_online": 5.0}, dim=8, epoch=0)
     with pytest.raises(ValueError, match="dim=0 must be >= 1"):
         check_collapse({}, dim=0, epoch=0)

@@ -22,7 +22,7 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 from graphmae2.config import load_config
 from graphmae2.datasets import load_data
 from graphmae2.masking import draw_masks
-from graphmae2.trainer import build_model, pretrain
+from graphmae2.trainer import build_model, train_seed
 
 STEPS = 3
 #: Absolute tolerance, relative where a gradient is above 1: under fixed re-masking a masked
@@ -185,7 +185,7 @@ def run_official(cfg, data, seed, steps):
 
 # ---------------------------------------------------------------- ours, through the real loop
 def run_ours(cfg, data, seed, monkeypatch):
-    """Our training loop (``trainer.pretrain``); per step the loss and every gradient, read
+    """Our training loop (``trainer.train_seed``); per step the loss and every gradient, read
     by a hook just before each ``optimizer.step()``."""
     grads = []
     model_ref = {}
@@ -202,7 +202,7 @@ def run_ours(cfg, data, seed, monkeypatch):
     monkeypatch.setattr("graphmae2.trainer.build_model", build)
     handle = register_optimizer_step_pre_hook(record)
     try:
-        result = pretrain(cfg, data, seed, torch.device("cpu"), progress=False)
+        result = train_seed(cfg, data, seed, torch.device("cpu"), progress=False)
     finally:
         handle.remove()
     return result.losses, grads

@@ -2,6 +2,8 @@
 import torch
 
 from graphmae2 import ops
+from graphmae2 import feature_rows
+from graphmae2.dropout import training_dropout
 
 
 def dense_adjacency(graph):
@@ -83,7 +85,7 @@ def test_sparse_rows_projection_equals_dense():
     token = torch.randn(1, 20, dtype=torch.float64, requires_grad=True)
     rows = torch.zeros(30, 1, dtype=torch.float64)
     rows[[1, 4]] = 1.0
-    sparse = ops.SparseRows.from_dense(x, rows, token).project(w, 0.0, False)
+    sparse = feature_rows.SparseRows.from_dense(x, rows, token).project(w, 0.0, False)
     dense = (x + rows * token) @ w
     assert torch.allclose(sparse, dense)
     g_sparse = torch.autograd.grad(sparse.sum(), (w, token))
@@ -101,7 +103,7 @@ def test_sparse_rows_token_rows_get_their_own_dropout_draw():
     rows[1:] = 1.0
     token = torch.ones(1, f, requires_grad=True)
     torch.manual_seed(0)
-    out = ops.SparseRows.from_dense(x, rows, token).project(torch.eye(f), p, True)
+    out = feature_rows.SparseRows.from_dense(x, rows, token).project(torch.eye(f), p, True)
     kept = out[1:] != 0
     assert set(out[1:].unique().tolist()) <= {0.0, 1.0 / (1.0 - p)}
     assert len({tuple(r) for r in kept.tolist()}) == n - 1  # every row its own draw
@@ -148,8 +150,8 @@ def test_take_rows_builds_the_masked_input_exactly(cora):
     is_token = token_rows(cora.num_nodes, mask, cora.x.device, cora.x.dtype)
     token = torch.randn(1, cora.num_features)
     w = torch.randn(cora.num_features, 8)
-    gathered = ops.SparseRows.from_dense(cora.x).take_rows(input_rows(cora.num_nodes, mask), is_token, token)
-    direct = ops.SparseRows.from_dense(masked_input(cora.x, mask), is_token, token)
+    gathered = feature_rows.SparseRows.from_dense(cora.x).take_rows(input_rows(cora.num_nodes, mask), is_token, token)
+    direct = feature_rows.SparseRows.from_dense(masked_input(cora.x, mask), is_token, token)
     assert torch.equal(gathered.crow, direct.crow) and torch.equal(gathered.col, direct.col)
     assert torch.equal(gathered.project(w, 0.0, False), direct.project(w, 0.0, False))
 
@@ -159,13 +161,13 @@ def test_training_dropout_keeps_one_minus_p_under_bfloat16():
     kept 0.7984 of the entries at p = 0.2 while rescaling by 1 / 0.8."""
     torch.manual_seed(0)
     x = torch.ones(4_000_000, dtype=torch.bfloat16)
-    kept = float((ops.training_dropout(x, 0.2) != 0).double().mean())
+    kept = float((training_dropout(x, 0.2) != 0).double().mean())
     assert abs(kept - 0.8) < 8e-4  # 4 standard errors; the bfloat16 draw was 16 below
 
 
 def test_training_dropout_on_float32_draws_rand_like():
     x = torch.randn(100, 50)
     torch.manual_seed(3)
-    out = ops.training_dropout(x, 0.3)
+    out = training_dropout(x, 0.3)
     torch.manual_seed(3)
     assert torch.equal(out, x * (torch.rand_like(x) >= 0.3).to(x.dtype) * (1.0 / 0.7))

@@ -16,7 +16,7 @@ pyg_nn = pytest.importorskip("torch_geometric.nn")
 from graphmae2 import embed  # noqa: E402
 from graphmae2.config import Config  # noqa: E402
 from graphmae2.datasets import as_node_dataset, load_data, read_graph_file  # noqa: E402
-from graphmae2.datasets.packaged import load_packaged  # noqa: E402
+from graphmae2.datasets.planetoid.packaged import load_packaged  # noqa: E402
 from graphmae2.graph import Graph  # noqa: E402
 from graphmae2.layers import GATConv, GCNConv  # noqa: E402
 from graphmae2.model import GraphMAE2  # noqa: E402

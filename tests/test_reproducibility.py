@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import graphmae2.batches as batches
+import graphmae2.batches.base as batches
 from graphmae2.cli import main
 from graphmae2.config import load_config
 from graphmae2.manifest import compare_runs, read_manifest
-from graphmae2.trainer import pretrain
+from graphmae2.trainer import train_seed
 
 from conftest import tiny_overrides
 
@@ -27,8 +27,8 @@ CPU = torch.device("cpu")
 def test_two_in_process_runs_are_bitwise_equal(cora, precision, remask):
     cfg = load_config(None, tiny_overrides(**{"train.max_epoch": 4, "train.precision": precision,
                                               "model.remask_method": remask}))
-    a = pretrain(cfg, cora, 0, CPU, progress=False)
-    b = pretrain(cfg, cora, 0, CPU, progress=False)
+    a = train_seed(cfg, cora, 0, CPU, progress=False)
+    b = train_seed(cfg, cora, 0, CPU, progress=False)
     assert a.losses == b.losses
     for (name, p), q in zip(a.model.state_dict().items(), b.model.state_dict().values()):
         assert torch.equal(p, q), name
@@ -43,8 +43,8 @@ def test_dropout_on_or_off_does_not_move_the_masks(cora, tmp_path):
     a = tmp_path / "a"
     b = tmp_path / "b"
     a.mkdir(), b.mkdir()
-    pretrain(on, cora, 0, CPU, a, progress=False)
-    pretrain(off, cora, 0, CPU, b, progress=False)
+    train_seed(on, cora, 0, CPU, a, progress=False)
+    train_seed(off, cora, 0, CPU, b, progress=False)
     ma, mb = read_manifest(a), read_manifest(b)
     assert ma["first_mask_digest"] == mb["first_mask_digest"]
     assert ma["initial_params"] == mb["initial_params"]
@@ -54,7 +54,7 @@ def test_resume_after_a_crash_is_bitwise_equal_to_an_uninterrupted_run(cora, tmp
     cfg = load_config(None, tiny_overrides(**{"train.max_epoch": 6, "train.checkpoint_every": 3}))
     full_dir, crash_dir = tmp_path / "full", tmp_path / "crash"
     full_dir.mkdir(), crash_dir.mkdir()
-    full = pretrain(cfg, cora, 0, CPU, full_dir, progress=False)
+    full = train_seed(cfg, cora, 0, CPU, full_dir, progress=False)
 
     real = batches.draw_masks
 
@@ -65,10 +65,10 @@ def test_resume_after_a_crash_is_bitwise_equal_to_an_uninterrupted_run(cora, tmp
 
     monkeypatch.setattr(batches, "draw_masks", crash_at_epoch_4)
     with pytest.raises(KeyboardInterrupt):
-        pretrain(cfg, cora, 0, CPU, crash_dir, progress=False)
+        train_seed(cfg, cora, 0, CPU, crash_dir, progress=False)
     assert torch.load(crash_dir / "checkpoint.pt", weights_only=True)["epoch"] == 3
     monkeypatch.setattr(batches, "draw_masks", real)
-    resumed = pretrain(cfg, cora, 0, CPU, crash_dir, resume=True, progress=False)
+    resumed = train_seed(cfg, cora, 0, CPU, crash_dir, resume=True, progress=False)
     assert resumed.losses == full.losses
     for p, q in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(p, q)
@@ -114,7 +114,7 @@ def test_verify_determinism_exit_codes(tmp_path, capsys, monkeypatch):
     rc = main(["--config", "cora.yaml", "--verify-determinism", "--out", str(tmp_path), "--set", *sets])
     assert rc == 0 and "deterministic: yes" in capsys.readouterr().out
 
-    import graphmae2.determinism as det
+    import graphmae2.verify_determinism as det
 
     real = det.read_manifest
     calls = []
@@ -135,7 +135,7 @@ def test_verify_determinism_exit_codes(tmp_path, capsys, monkeypatch):
 @pytest.fixture(scope="module")
 def manifest_pair(tmp_path_factory, cora):
     d = tmp_path_factory.mktemp("m")
-    pretrain(load_config(None, tiny_overrides()), cora, 0, CPU, d, progress=False)
+    train_seed(load_config(None, tiny_overrides()), cora, 0, CPU, d, progress=False)
     return read_manifest(d)
 
 

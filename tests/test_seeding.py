@@ -1,6 +1,8 @@
 """Seeding: flags read back, stable derived seeds, name-keyed initialisation."""
 import logging
 
+import pytest
+
 import torch
 from torch import nn
 
@@ -38,13 +40,43 @@ def test_seed_everything_fails_loudly_when_a_flag_does_not_take(monkeypatch):
         torch.use_deterministic_algorithms(False)
 
 
-def test_unset_pythonhashseed_warns_once_with_the_fix(monkeypatch, caplog):
-    monkeypatch.setattr(seeding, "_HASHSEED_AT_START", None)
-    monkeypatch.setattr(seeding, "_HASHSEED_WARNED", False)
-    with caplog.at_level(logging.WARNING, logger="graphmae2.seeding"):
-        seed_everything(0, deterministic=False)
-        seed_everything(1, deterministic=False)
+def test_unset_pythonhashseed_is_mentioned_by_verify_determinism_only(monkeypatch, caplog):
+    from graphmae2 import verify_determinism as determinism
+
+    class Stop(Exception):
+        pass
+
+    def no_subprocess(*args, **kwargs):
+        raise Stop
+
+    monkeypatch.setattr(determinism, "HASHSEED_AT_START", None)
+    monkeypatch.setattr(determinism.subprocess, "run", no_subprocess)
+    with caplog.at_level(logging.WARNING):
+        seeding.set_deterministic(False)
+        assert not caplog.records
+        with pytest.raises(Stop):
+            determinism.verify_determinism("cora.yaml", [])
     assert sum("PYTHONHASHSEED=0" in r.message for r in caplog.records) == 1
+
+
+def test_pretrain_leaves_the_callers_global_rng_as_it_was():
+    """Nothing of the caller's random, NumPy or torch RNG state changes across
+    ``graphmae2.pretrain`` (training with dropout, probe, the lot)."""
+    import random
+
+    import numpy as np
+
+    import graphmae2
+    from conftest import tiny_overrides
+
+    def draws():
+        return random.random(), float(np.random.rand()), float(torch.rand(()))
+
+    random.seed(5), np.random.seed(5), torch.manual_seed(5)
+    expected = draws()
+    random.seed(5), np.random.seed(5), torch.manual_seed(5)
+    graphmae2.pretrain(None, "cora.yaml", seeds=[0], device="cpu", overrides=tiny_overrides(**{"train.max_epoch": 2}))
+    assert draws() == expected
 
 
 def test_derived_seeds_are_stable_and_distinct():

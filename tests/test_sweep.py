@@ -9,7 +9,7 @@ import torch
 
 import graphmae2.experiment as experiment
 from graphmae2.config import Config, ConfigError, load_config
-from graphmae2.experiment import SeedRun
+from graphmae2.trainer import SeedRun
 from graphmae2.sweep import grid, is_sweep_dir, load_sweep_spec, parse_sweep, point_name, run_sweep
 from graphmae2.sweep_report import best_index, format_table, plot_sweep
 
@@ -206,7 +206,7 @@ def test_diverged_run_is_counted_left_out_of_means_and_the_sweep_goes_on(tmp_pat
             raise NonFiniteLossError("non-finite loss at epoch 1 (seed 1): rec = nan")
         seed_dir.mkdir(parents=True)
         (seed_dir / "checkpoint.pt").write_bytes(b"")
-        return SeedRun(None, {"test_acc": 0.5 + seed / 10, "val_acc": 0.4, "seconds": 2.0})
+        return SeedRun(seed, cfg, None, None, scores={"test_acc": 0.5 + seed / 10, "val_acc": 0.4, "seconds": 2.0})
 
     monkeypatch.setattr(experiment, "run_seed", fake)
     rows = run_sweep(load_config(None, TINY), parse_sweep(["ema.momentum=0,1"]), [0, 1], tmp_path,

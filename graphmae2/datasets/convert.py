@@ -13,7 +13,8 @@ from typing import Any, Dict, Optional
 
 from torch import Tensor
 
-from ..graph import Graph, is_dgl_graph, is_pyg_data
+from ..graph import Graph
+from ..interop import is_dgl_graph, is_pyg_data
 from .node_dataset import _SPLITS, NodeDataset
 
 __all__ = ["DGL_FEATURE_KEYS", "DGL_LABEL_KEYS", "as_node_dataset"]

@@ -25,7 +25,7 @@ from typing import Any, Dict, Union
 import numpy as np
 import torch
 
-from ..graph import import_pyg_data, is_pyg_data
+from ..interop import import_pyg_data, is_pyg_data
 from .convert import as_node_dataset
 from .node_dataset import _SPLITS, NodeDataset
 

@@ -2,7 +2,7 @@
 
 ``load_dataset`` knows the Planetoid graphs: Cora and CiteSeer come from the ``.npz``
 files shipped in the package (no network, no scipy); PubMed is downloaded on first use
-(see :mod:`graphmae2.datasets.download`). ``load_data`` takes the whole ``data`` config
+(see :mod:`graphmae2.datasets.planetoid.download`). ``load_data`` takes the whole ``data`` config
 and is what training, sweeps, embedding export and benchmarks call: Planetoid, the
 synthetic graph, OGB raw files, your own graph file (``data.dataset: npz``) or an object
 handed to it (a PyG ``Data``, a DGL graph, ...), with ``data.feature_norm`` applied.
@@ -19,11 +19,9 @@ from typing import TYPE_CHECKING, Any, Dict, Union
 import numpy as np
 
 from .convert import as_node_dataset
-from .download import fetch_planetoid
+from .planetoid import PACKAGED, fetch_planetoid, load_packaged, read_planetoid_raw
 from .features import RowNormalized, normalize_features
 from .node_dataset import NodeDataset
-from .packaged import PACKAGED, load_packaged
-from .planetoid import read_planetoid_raw
 
 if TYPE_CHECKING:
     from ..config import DataConfig

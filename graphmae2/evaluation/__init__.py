@@ -6,14 +6,13 @@ Every function here is deterministic for fixed inputs and seed and leaves torch'
 global RNG state as it found it; all randomness comes from the ``"probe"`` stream of
 :mod:`graphmae2.seeding`, so evaluation never shifts or depends on training's draws.
 """
+from ..config import EVAL_MODES
 from .cluster import cluster
 from .finetune import finetune
 from .linear import linear_probe, probe_curves
-from .modes import can_evaluate, evaluate, probe
+from .dispatch import can_evaluate, evaluate, probe
 from .selection import BestValidation, ProbeResult
 
-#: Evaluation modes, in the order the config lists them.
-EVAL_MODES = ("linear", "finetune", "cluster")
 
 __all__ = ["EVAL_MODES", "BestValidation", "ProbeResult", "can_evaluate", "cluster", "evaluate", "finetune",
            "linear_probe", "probe", "probe_curves"]

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ..seeding import derive_seed
-from .splits import check_embeddings, check_labels, check_positive_int
+from .checks import check_embeddings, check_labels, check_positive_int
 
 _logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from ..graph import Graph
 from ..seeding import derive_seed
 from .head import make_head
 from .selection import BestValidation, ProbeResult
-from .splits import check_optim, check_positive_int, check_splits, correct_count
+from .checks import check_optim, check_positive_int, check_splits, correct_count
 
 _logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from .head import make_head
 from .selection import BestValidation, ProbeResult
-from .splits import check_embeddings, check_labels, check_mask, check_optim, check_positive_int, correct_count
+from .checks import check_embeddings, check_labels, check_mask, check_optim, check_positive_int, correct_count
 
 _logger = logging.getLogger(__name__)
 

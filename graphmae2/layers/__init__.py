@@ -1,10 +1,10 @@
 """Graph layers: one class per file, plus the small factories they share."""
-from .common import make_activation, make_norm
+from .common import eval_mode, make_activation, make_norm
 from .gat import GAT, GATConv
 from .gcn import GCN, GCNConv
 from .mlp import MLP
 
-__all__ = ["GAT", "GATConv", "GCN", "GCNConv", "MLP", "make_activation", "make_norm", "build_network"]
+__all__ = ["GAT", "GATConv", "GCN", "GCNConv", "MLP", "build_network", "eval_mode", "make_activation", "make_norm"]
 
 
 def build_network(kind: str, **kwargs):  # noqa: ANN003, ANN201 - thin dispatch

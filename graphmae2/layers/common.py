@@ -1,7 +1,8 @@
-"""Activation and normalisation factories shared by the layers."""
+"""Activation and normalisation factories shared by the layers, and :func:`eval_mode`."""
 from __future__ import annotations
 
-from typing import Optional
+import contextlib
+from typing import Iterator, Optional
 
 from torch import nn
 
@@ -27,3 +28,16 @@ def make_norm(name: Optional[str], dim: int) -> nn.Module:
     if name == "batchnorm":
         return nn.BatchNorm1d(dim)
     raise ValueError(f"unknown norm {name!r}; allowed: {', '.join(NORMS)}")
+
+
+@contextlib.contextmanager
+def eval_mode(*modules: nn.Module) -> Iterator[None]:
+    """Put ``modules`` in eval mode for the block, then back in the mode each was in."""
+    modes = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in zip(modules, modes):
+            m.train(mode)

@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import ops
+from .. import feature_rows
+from ..dropout import dropout
 from ..graph import Graph
 from .common import make_activation, make_norm
 
@@ -110,8 +112,8 @@ class GATConv(nn.Module):
 
     def project(self, x: Tensor) -> Tensor:
         """Dropout then ``x W``: ``[N, in_dim] -> [N, heads * out_dim]`` (dense or
-        :class:`~graphmae2.ops.SparseRows` input)."""
-        return ops.project(x, self.weight, self.feat_drop, self.training)
+        :class:`~graphmae2.feature_rows.SparseRows` input)."""
+        return feature_rows.project(x, self.weight, self.feat_drop, self.training)
 
     def scores(self, z: Tensor) -> Tuple[Tensor, Tensor]:
         """Per-node halves of the attention score, ``a_src^T z`` and ``a_dst^T z``:
@@ -128,7 +130,7 @@ class GATConv(nn.Module):
         """Attention weights ``[E, heads]`` from the per-node score halves."""
         score = ops.gather_src(graph, score_src) + ops.gather_dst(graph, score_dst)  # (E, H)
         alpha = ops.segment_softmax(graph, F.leaky_relu(score, self.negative_slope))
-        return ops.dropout(alpha, self.attn_drop, self.training)
+        return dropout(alpha, self.attn_drop, self.training)
 
     def finish(self, out: Tensor, res: Optional[Tensor] = None) -> Tensor:
         """Residual, head merge, bias, norm and activation of aggregated ``[N, H, D]``."""
@@ -151,13 +153,13 @@ class GATConv(nn.Module):
         """Output at every node, or only at ``rows`` (``[len(rows), ...]``) when given: a
         small set aggregates before projecting (:meth:`_forward_rows`), a large one
         projects every node but aggregates, normalises and activates only its rows.
-        :class:`~graphmae2.ops.KeptRows` input projects only its non-zero rows
+        :class:`~graphmae2.feature_rows.KeptRows` input projects only its non-zero rows
         (:meth:`_forward_kept`)."""
         rows = None if rows is None else rows.to(self.weight.device)
         if rows is not None and isinstance(self.norm, nn.BatchNorm1d):  # statistics need every row
             return self.forward(graph, x)[rows]
         res = self._residual(x)
-        if res is None and isinstance(x, ops.KeptRows):
+        if res is None and isinstance(x, feature_rows.KeptRows):
             return self._forward_kept(graph, x, rows)
         if rows is None:
             return self.propagate(graph, self.project(x), res)
@@ -174,12 +176,12 @@ class GATConv(nn.Module):
         if not self.residual:
             return None
         if self.res_weight is not None:
-            return ops.project(x, self.res_weight, self.feat_drop, self.training)
+            return feature_rows.project(x, self.res_weight, self.feat_drop, self.training)
         if isinstance(x, Tensor):
-            return ops.dropout(x, self.feat_drop, self.training)
+            return dropout(x, self.feat_drop, self.training)
         raise ValueError("GATConv: an identity residual needs dense input features")
 
-    def _forward_kept(self, graph: Graph, x: ops.KeptRows, rows: Optional[Tensor]) -> Tensor:
+    def _forward_kept(self, graph: Graph, x: feature_rows.KeptRows, rows: Optional[Tensor]) -> Tensor:
         """:meth:`forward` for input that is zero outside ``x.rows`` (the decoder under
         fixed re-masking), never forming a ``[num_nodes, heads * out_dim]`` tensor.
 
@@ -188,7 +190,7 @@ class GATConv(nn.Module):
         runs over the edges from ``x.rows`` only, in the same order.
         """
         n, h, d = x.num_rows, self.num_heads, self.out_dim
-        z = ops.dropout(x.values, self.feat_drop, self.training) @ self.weight   # (K, H*D)
+        z = dropout(x.values, self.feat_drop, self.training) @ self.weight   # (K, H*D)
         src_kept, dst_kept = self.scores(z)                                      # (K, H) each
         src = src_kept.new_zeros(n, h).index_copy(0, x.rows, src_kept)           # (N, H)
         dst = src_kept.new_zeros(n, h).index_copy(0, x.rows, dst_kept)
@@ -206,7 +208,7 @@ class GATConv(nn.Module):
         projection runs on ``len(rows)`` aggregated rows instead of on every node.
         """
         rows = rows.to(x.device)
-        x = ops.dropout(x, self.feat_drop, self.training)
+        x = dropout(x, self.feat_drop, self.training)
         w = self.weight.view(self.in_dim, self.num_heads, self.out_dim)       # (F, H, D)
         att_src, att_dst = (w * self.att_src).sum(-1), (w * self.att_dst).sum(-1)  # (F, H) each
         sub = graph.in_edges(rows)
@@ -271,7 +273,7 @@ class GAT(nn.Module):
         """
         first = self.layers[0]
         if first.residual:
-            return [self(graph, ops.replace_rows(x, nodes, token), rows) for nodes in views]
+            return [self(graph, feature_rows.replace_rows(x, nodes, token), rows) for nodes in views]
         n, h, d = x.shape[0], first.num_heads, first.out_dim
         last = len(self.layers) - 1
         first_rows = rows.to(x.device) if rows is not None and last == 0 else None

@@ -8,6 +8,8 @@ import torch
 from torch import Tensor, nn
 
 from .. import ops
+from .. import feature_rows
+from ..dropout import dropout
 from ..graph import Graph
 from .common import make_activation, make_norm
 
@@ -80,12 +82,12 @@ class GCNConv(nn.Module):
     def forward(self, graph: Graph, x: Tensor, edge_weight: Optional[Tensor] = None) -> Tensor:
         if edge_weight is None:
             edge_weight = gcn_norm(graph, self.weight.dtype)
-        out = ops.spmm(graph, ops.project(x, self.weight, self.dropout, self.training), edge_weight)
+        out = ops.spmm(graph, feature_rows.project(x, self.weight, self.dropout, self.training), edge_weight)
         if self.residual:
             if self.res_weight is not None:
-                out = out + ops.project(x, self.res_weight, self.dropout, self.training)
+                out = out + feature_rows.project(x, self.res_weight, self.dropout, self.training)
             else:
-                out = out + ops.dropout(x, self.dropout, self.training)
+                out = out + dropout(x, self.dropout, self.training)
         if self.bias is not None:
             out = out + self.bias
         return self.act(self.norm(out))

@@ -5,7 +5,7 @@ from typing import Optional
 
 from torch import Tensor, nn
 
-from .. import ops
+from ..dropout import dropout
 from ..graph import Graph
 from .common import make_activation, make_norm
 
@@ -40,5 +40,5 @@ class MLP(nn.Module):
         """Output at every node, or only the ``rows`` of it when given."""
         del graph
         for linear, norm, act in zip(self.linears, self.norms, self.acts):
-            x = act(norm(linear(ops.dropout(x, self.feat_drop, self.training))))
+            x = act(norm(linear(dropout(x, self.feat_drop, self.training))))
         return x if rows is None else x[rows.to(x.device)]

@@ -58,7 +58,6 @@ import hashlib
 import logging
 import multiprocessing as mp
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +66,7 @@ from typing import Iterator, Optional, Tuple, Union
 import numpy as np
 from tqdm import tqdm
 
+from ..atomic import atomic_write
 from ..graph import Graph
 
 __all__ = ["CACHE_VERSION", "DEFAULT_BATCH_SIZE", "RANKS", "EgoGraphs", "approximate_ppr", "cache_key", "ego_graphs"]
@@ -420,15 +420,9 @@ def _load(path: Path, seeds: np.ndarray) -> Optional[EgoGraphs]:
 
 
 def _save(path: Path, ego: EgoGraphs) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, indptr=ego.indptr, nodes=ego.nodes)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """Write atomically: readers never see half a file."""
+    with atomic_write(path) as f:
+        np.savez(f, indptr=ego.indptr, nodes=ego.nodes)
 
 
 def ego_graphs(graph: Graph, seeds=None, k: int = 256, alpha: float = 0.15,  # noqa: ANN001

@@ -15,7 +15,7 @@ import torch  # noqa: E402
 
 import graphmae2  # noqa: E402
 from graphmae2.datasets import as_node_dataset  # noqa: E402
-from graphmae2.datasets.packaged import load_packaged  # noqa: E402
+from graphmae2.datasets.planetoid.packaged import load_packaged  # noqa: E402
 from graphmae2.manifest import state_digests  # noqa: E402
 
 

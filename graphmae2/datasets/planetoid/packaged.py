@@ -25,13 +25,13 @@ __all__ = ["FORMAT_VERSION", "PACKAGED", "to_packaged", "write_npz", "read_packa
            "load_packaged"]
 
 FORMAT_VERSION = 1
-PACKAGED = ("cora", "citeseer")  # datasets with an .npz in graphmae2/datasets/data
+PACKAGED = ("cora", "citeseer")  # datasets with an .npz in graphmae2/datasets/planetoid/data
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # earliest zip timestamp; fixed for reproducible bytes
 _SPLITS = ("train", "val", "test")
 
 
 def to_packaged(arrays: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-    """Convert :func:`~graphmae2.datasets.planetoid.read_planetoid_raw` output to stored arrays."""
+    """Convert :func:`~graphmae2.datasets.planetoid.raw.read_planetoid_raw` output to stored arrays."""
     x = arrays["x"]
     row, col = np.nonzero(x)  # row-major order
     out = {
@@ -69,7 +69,7 @@ def read_packaged(data: bytes, source: str) -> Dict[str, np.ndarray]:
     version = int(stored.get("format_version", -1))
     if version != FORMAT_VERSION:
         raise ValueError(f"{source}: format_version {version}, this code reads {FORMAT_VERSION}; "
-                         f"rebuild with `python -m graphmae2.datasets.build_packaged`")
+                         f"rebuild with `python scripts/build_packaged.py`")
     n, f = int(stored["num_nodes"]), int(stored["num_features"])
     row, col = stored["feature_row"].astype(np.int64), stored["feature_col"].astype(np.int64)
     if row.size and (row.max() >= n or col.max() >= f or min(row.min(), col.min()) < 0):
@@ -90,21 +90,21 @@ def load_packaged(name: str) -> Dict[str, np.ndarray]:
     """Read ``data/<name>.npz`` shipped with the package after checking its SHA-256."""
     data_dir = resources.files(__package__) / "data"
     fname = f"{name}.npz"
-    source = f"graphmae2/datasets/data/{fname}"
+    source = f"graphmae2/datasets/planetoid/data/{fname}"
     try:
         data = (data_dir / fname).read_bytes()
         sums_text = (data_dir / "SHA256SUMS").read_text()
     except FileNotFoundError as exc:
         raise FileNotFoundError(
             f"packaged dataset file missing ({exc.filename}); the install lacks package data. "
-            f"Reinstall graphmae2, or rebuild with `python -m graphmae2.datasets.build_packaged "
+            f"Reinstall graphmae2, or rebuild with `python scripts/build_packaged.py "
             f"--raw-dir <dir with ind.{name}.*>`") from exc
-    sums = parse_sha256sums(sums_text, "graphmae2/datasets/data/SHA256SUMS")
+    sums = parse_sha256sums(sums_text, "graphmae2/datasets/planetoid/data/SHA256SUMS")
     actual = sha256_bytes(data)
     if sums.get(fname) != actual:
         raise ValueError(
             f"SHA-256 mismatch for {source}: expected {sums.get(fname)}, got {actual}. The "
             f"packaged file is corrupt; reinstall graphmae2 or rebuild it with "
-            f"`python -m graphmae2.datasets.build_packaged --raw-dir <raw dir>`.")
+            f"`python scripts/build_packaged.py --raw-dir <raw dir>`.")
     return read_packaged(data, source)
 

@@ -12,7 +12,7 @@ from typing import Any, Dict, Optional
 import torch
 from torch import Tensor, nn
 
-from ..config import EvalConfig
+from ..config import EVAL_MODES, EvalConfig
 from .cluster import cluster
 from .finetune import finetune
 from .linear import linear_probe
@@ -55,7 +55,7 @@ def evaluate(cfg: EvalConfig, data: Any, seed: int, embeddings: Tensor,
         return cluster(embeddings, data.y, data.num_classes, seed=seed, n_init=cfg.cluster_n_init)
     if cfg.mode == "linear":
         return probe(cfg, embeddings, data, seed)
-    raise ValueError(f"eval.mode={cfg.mode!r}: allowed: linear, finetune, cluster")
+    raise ValueError(f"eval.mode={cfg.mode!r}: allowed: {', '.join(EVAL_MODES)}")
 
 
 def probe(cfg: EvalConfig, embeddings: Tensor, data: Any, seed: int) -> Dict[str, Any]:

@@ -5,7 +5,7 @@ Each training example is the ego-graph of a seed node (its top-k nodes by approx
 personalised PageRank, :mod:`graphmae2.sampling`). A batch is the disjoint union of its
 ego-graphs' induced subgraphs; masking and re-masking act inside the batch, the latent
 targets sit at the ego centres. Features may be a memory-mapped ``.npy``: only a
-batch's rows are read. The training loop is :func:`graphmae2.trainer.pretrain`, the
+batch's rows are read. The training loop is :func:`graphmae2.trainer.train_seed`, the
 same as for full batch; :class:`EgoBatches` is what it iterates.
 
 Under ``torchrun`` every rank takes a disjoint shard of each global batch and DDP
@@ -24,13 +24,13 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from .batches import Batch, BatchSource, dist_rank_world
-from .config import Config
-from .datasets import NodeDataset, feature_matrix
-from .graph import Graph
-from .masking import draw_ego_masks
-from .sampling import EgoGraphs
-from .seeding import loader_generator, seed_worker
+from .base import Batch, BatchSource, dist_rank_world
+from ..config import Config
+from ..datasets import NodeDataset, feature_matrix
+from ..graph import Graph
+from ..masking import draw_ego_masks
+from ..sampling import EgoGraphs
+from ..seeding import loader_generator, seed_worker
 
 
 @dataclass
@@ -166,7 +166,7 @@ class EgoBatches(BatchSource):
         """Ego-graphs of ``data.graph`` by ``data.ego_k`` / ``ppr_*`` (ranked by ``data.ppr_rank``; cached under
         ``data.root``, default ``~/.cache/graphmae2``, in ``ego/``) and the features
         :func:`~graphmae2.datasets.feature_matrix` gives."""
-        from .sampling import ego_graphs
+        from ..sampling import ego_graphs
 
         d = cfg.data
         cache = Path(d.root or Path.home() / ".cache" / "graphmae2") / "ego"

@@ -1,18 +1,5 @@
-"""Batch sources: where the training loop's steps come from.
-
-:func:`graphmae2.trainer.pretrain` is the only training loop. What differs between full
-batch and mini-batch training is the *batch source* it is handed (as a DataLoader is
-handed to DINO's ``train_one_epoch``): an object that yields, for each optimizer step,
-a :class:`Batch` with everything the step needs (graph, features, masks, re-masks,
-latent nodes, global step), and that knows the few things only it can know: how many
-steps an epoch has, how ranks combine, which nodes the monitor and the embeddings read.
-
-* :class:`FullBatch` (here): the whole graph, one step per epoch.
-* :class:`~graphmae2.minibatch.EgoBatches`: batches of PPR ego-graphs, sharded over
-  ``torchrun`` ranks and averaged by DDP.
-
-:func:`build_source` picks one from ``data.mode``.
-"""
+"""What every batch source is: the :class:`Batch` of one optimizer step and the
+:class:`BatchSource` interface; :class:`FullBatch`, the whole graph per step."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -23,10 +10,10 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .config import Config
-from .datasets import NodeDataset
-from .graph import Graph
-from .masking import EncoderMask, draw_masks
+from ..config import Config
+from ..datasets import NodeDataset
+from ..graph import Graph
+from ..masking import EncoderMask, draw_masks
 
 
 @dataclass
@@ -57,7 +44,7 @@ def dist_rank_world() -> Tuple[int, int]:
 
 class BatchSource(ABC):
     """What the training loop asks of a source. The concrete methods are a single
-    process's answers; :class:`~graphmae2.minibatch.EgoBatches` overrides them for DDP."""
+    process's answers; :class:`~graphmae2.batches.ego.EgoBatches` overrides them for DDP."""
 
     #: Input feature width.
     in_dim: int
@@ -132,15 +119,3 @@ class FullBatch(BatchSource):
 
     def embeddings(self, model: nn.Module) -> Tensor:
         return model.encode(self.graph, self.x).cpu()
-
-
-def build_source(cfg: Config, data: NodeDataset, device: torch.device) -> BatchSource:
-    """The batch source ``data.mode`` names, over ``data`` (from
-    :func:`~graphmae2.datasets.load_data`): :class:`FullBatch` or, for ``minibatch``,
-    :class:`~graphmae2.minibatch.EgoBatches` (ego-graphs computed or read from their
-    cache, features memory-mapped when ``data.features`` is set)."""
-    if cfg.data.mode == "minibatch":
-        from .minibatch import EgoBatches
-
-        return EgoBatches.from_config(cfg, data, device)
-    return FullBatch(cfg, data, device)

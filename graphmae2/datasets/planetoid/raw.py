@@ -14,7 +14,7 @@ all-zero feature rows, give them label 0 (the argmax of an all-zero label row) a
 them in no split, so they never touch a loss or a metric.
 
 Every file is checked against ``SHA256SUMS`` in the same directory before it is parsed,
-and pickles are read only through :mod:`graphmae2.datasets.safe_pickle`.
+and pickles are read only through :mod:`graphmae2.datasets.planetoid.safe_pickle`.
 """
 from __future__ import annotations
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Dict, Mapping, Union
+
+from ...atomic import atomic_write
 
 __all__ = ["sha256_bytes", "sha256_file", "parse_sha256sums", "read_sha256sums",
            "write_sha256sums", "verify_file"]
@@ -51,18 +52,11 @@ def parse_sha256sums(text: str, source: str) -> Dict[str, str]:
 
 
 def write_sha256sums(path: PathLike, sums: Mapping[str, str]) -> None:
-    """Write ``sums`` sorted by file name, atomically (temp file + ``os.replace``)."""
+    """Write ``sums`` sorted by file name, atomically."""
     path = Path(path)
     text = "".join(f"{sums[name]}  {name}\n" for name in sorted(sums))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the list is meant to be read by all
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "w") as f:
+        f.write(text)
 
 
 def verify_file(path: PathLike, expected: str, how_to_fix: str) -> None:

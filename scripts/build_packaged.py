@@ -2,9 +2,9 @@
 
 Run from the repository root::
 
-    python -m graphmae2.datasets.build_packaged --raw-dir ../shared/datasets/planetoid
+    python scripts/build_packaged.py --raw-dir ../shared/datasets/planetoid
 
-It verifies the raw files, writes ``graphmae2/datasets/data/{cora,citeseer}.npz`` and the
+It verifies the raw files, writes ``graphmae2/datasets/planetoid/data/{cora,citeseer}.npz`` and the
 ``SHA256SUMS`` that :func:`graphmae2.datasets.load_dataset` checks them against. The
 output is byte-for-byte reproducible, so an unchanged rerun leaves git clean.
 """
@@ -15,13 +15,13 @@ import logging
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .checksums import sha256_file, write_sha256sums
-from .packaged import PACKAGED, to_packaged, write_npz
-from .planetoid import read_planetoid_raw
+from graphmae2.datasets.planetoid.checksums import sha256_file, write_sha256sums
+from graphmae2.datasets.planetoid.packaged import PACKAGED, to_packaged, write_npz
+from graphmae2.datasets.planetoid.raw import read_planetoid_raw
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_OUT_DIR = Path(__file__).resolve().parent / "data"
+DEFAULT_OUT_DIR = Path(__file__).resolve().parents[1] / "graphmae2" / "datasets" / "planetoid" / "data"
 
 
 def build(raw_dir: Path, out_dir: Path = DEFAULT_OUT_DIR) -> dict:

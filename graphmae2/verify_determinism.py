@@ -10,6 +10,7 @@ from typing import List, Optional
 
 from .config import load_config
 from .manifest import compare_runs, read_manifest
+from .seeding import HASHSEED_AT_START
 
 _logger = logging.getLogger(__name__)
 
@@ -20,6 +21,10 @@ def verify_determinism(config: Optional[str], overrides: List[str], device: str 
     first divergence. Returns the exit status: 0 identical, 1 different."""
     if config is None:
         raise ValueError("--verify-determinism needs --config")
+    if HASHSEED_AT_START is None:
+        _logger.warning("PYTHONHASHSEED was not set when Python started, so the two runs iterate sets of "
+                        "strings in different orders (graphmae2 itself does not depend on it); to rule it "
+                        "out: PYTHONHASHSEED=0 python train.py --verify-determinism ...")
     first_seed = load_config(config, overrides).train.seeds[0]
     overrides = list(overrides) + [f"train.seeds=[{first_seed}]"]
     runs = []

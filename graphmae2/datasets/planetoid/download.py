@@ -2,9 +2,9 @@
 
 PubMed is too large to ship, so :func:`fetch_planetoid` downloads
 ``ind.pubmed.{x,y,tx,ty,allx,ally,graph,test.index}`` from :data:`PLANETOID_URL` into
-``<root>/planetoid/`` (default root ``~/.cache/graphmae2``). Each file is written to a
-temporary name and moved into place with ``os.replace`` only after it is verified, so
-an interrupted download never leaves a partial file under the real name.
+``<root>/planetoid/`` (default root ``~/.cache/graphmae2``). Each file is streamed into
+:func:`~graphmae2.atomic.atomic_write` and hashed on the way; it takes its real name only
+after it is verified, so an interrupted download never leaves a partial file there.
 
 How verification works, honestly: the digests in :data:`KNOWN_SHA256` are the trust
 anchor, but this module was written on a machine without internet access, so the PubMed
@@ -16,16 +16,16 @@ catches corruption and later tampering, not a bad first download. Pass ``checksu
 """
 from __future__ import annotations
 
+import hashlib
 import logging
-import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Dict, Mapping, Optional, Union
 
+from ...atomic import atomic_write
 from .checksums import read_sha256sums, sha256_file, write_sha256sums
-from .planetoid import planetoid_files
+from .raw import planetoid_files
 
 __all__ = ["PLANETOID_URL", "DEFAULT_ROOT", "KNOWN_SHA256", "DownloadError", "fetch_planetoid"]
 
@@ -44,20 +44,29 @@ class DownloadError(OSError):
     """A file could not be fetched; the message says where to place it by hand."""
 
 
-def _download(url: str, path: Path, timeout: float) -> Path:
-    """Stream ``url`` into a temporary file next to ``path`` and return the temp path."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+def _download(url: str, path: Path, timeout: float, expected: Optional[str]) -> str:
+    """Stream ``url`` onto ``path`` atomically, hashing on the way; returns the SHA-256.
+    A digest other than ``expected`` (when known) raises before ``path`` is written."""
+    h = hashlib.sha256()
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+        with atomic_write(path) as out, urllib.request.urlopen(url, timeout=timeout) as resp:
             for chunk in iter(lambda: resp.read(1 << 20), b""):
+                h.update(chunk)
                 out.write(chunk)
+            if expected is not None and h.hexdigest() != expected:
+                raise ValueError(_mismatch(path, f"downloaded from {url}", expected, h.hexdigest()))
     except (urllib.error.URLError, OSError) as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise DownloadError(
             f"could not download {path.name} from {url}: {exc}. Download it by hand and "
             f"place it at {path} (directory {path.parent}); its SHA-256 is then recorded in "
             f"{path.parent / 'SHA256SUMS'} on first use.") from exc
-    return Path(tmp)
+    return h.hexdigest()
+
+
+def _mismatch(path: Path, where: str, expected: str, actual: str) -> str:
+    return (f"SHA-256 mismatch for {path} ({where}): expected {expected}, got {actual}. Delete {path} to "
+            f"download it again, or place a good copy there by hand; if the new digest is right, fix its "
+            f"line in {path.parent / 'SHA256SUMS'}.")
 
 
 def fetch_planetoid(name: str, root: Union[str, Path, None] = None,
@@ -87,24 +96,17 @@ def fetch_planetoid(name: str, root: Union[str, Path, None] = None,
     for fname in planetoid_files(name):
         path = raw_dir / fname
         url = f"{base_url}/{fname}"
-        fresh = not path.is_file()
-        candidate = _download(url, path, timeout) if fresh else path
-        actual = sha256_file(candidate)
         expected = pinned.get(fname) or recorded.get(fname)
+        if path.is_file():
+            actual = sha256_file(path)
+            if expected is not None and actual != expected:
+                raise ValueError(_mismatch(path, "cached", expected, actual))
+        else:
+            actual = _download(url, path, timeout, expected)
+            logger.info("downloaded %s", url)
         if expected is None:
             logger.warning("no known SHA-256 for %s; trusting this copy (sha256 %s) and "
                            "recording it in %s", fname, actual, sums_path)
-        elif actual != expected:
-            if fresh:
-                candidate.unlink()
-            raise ValueError(
-                f"SHA-256 mismatch for {path} ({'downloaded from ' + url if fresh else 'cached'}): "
-                f"expected {expected}, got {actual}. Delete {path} to download it again, or "
-                f"place a good copy there by hand; if the new digest is right, fix its line in "
-                f"{sums_path}.")
-        if fresh:
-            os.replace(candidate, path)
-            logger.info("downloaded %s", url)
         if recorded.get(fname) != actual:
             recorded[fname] = actual
             write_sha256sums(sums_path, recorded)  # per file, so a later failure keeps it
