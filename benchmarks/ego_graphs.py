@@ -21,8 +21,8 @@ import time
 
 import numpy as np
 
-from graphmae2.datasets.synthetic import synthetic_graph
 from graphmae2.batches.ego import EgoCollate
+from graphmae2.datasets.synthetic import synthetic_graph
 from graphmae2.sampling import DEFAULT_BATCH_SIZE, RANKS, ego_graphs
 
 
@@ -87,7 +87,8 @@ def main() -> None:
             times.append(time.perf_counter() - tic)
             edges.append(batch.graph.indices.numel())
         print(f"batch assembly: {len(times)} batches of {args.batch_egos} ego-graphs, median "
-              f"{1000 * float(np.median(times)):.1f} ms per batch, {np.mean(edges):.0f} edges per batch (self-loops included)")
+              f"{1000 * float(np.median(times)):.1f} ms per batch, "
+              f"{np.mean(edges):.0f} edges per batch (self-loops included)")
     print(f"load average after: {os.getloadavg()}")
 
 

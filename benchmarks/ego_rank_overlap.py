@@ -119,7 +119,8 @@ def main() -> None:
     for name in sets:
         sizes = np.array([e.size for e in sets[name]])
         extra = " (pure Python, not comparable)" if name == "reference" else ""
-        print(f"{name:<16} time {cost[name]:7.2f} s{extra}, mean size {sizes.mean():6.1f}, full (= k) {np.mean(sizes == args.k):6.1%}")
+        print(f"{name:<16} time {cost[name]:7.2f} s{extra}, mean size {sizes.mean():6.1f}, "
+              f"full (= k) {np.mean(sizes == args.k):6.1%}")
     names = list(sets)
     print("\nmean Jaccard overlap of the ego sets (seed excluded), 10th percentile in brackets:")
     print(" " * 16 + "".join(f"{b:>18}" for b in names[1:]))

@@ -16,12 +16,12 @@ import time
 
 import torch
 
-from graphmae2.datasets import load_data
 from graphmae2.config import load_config
+from graphmae2.datasets import load_data
 from graphmae2.ema import EMATeacher
-from graphmae2.seeding import seed_everything
 from graphmae2.masking import draw_masks
 from graphmae2.precision import autocast
+from graphmae2.seeding import seed_everything
 from graphmae2.trainer import build_model, build_optimizer
 
 

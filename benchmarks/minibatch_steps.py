@@ -19,9 +19,9 @@ from typing import Iterator
 import torch
 
 from graphmae2.batches import Batch
+from graphmae2.batches.ego import EgoBatches
 from graphmae2.config import load_config
 from graphmae2.datasets import load_data
-from graphmae2.batches.ego import EgoBatches
 from graphmae2.trainer import train_seed
 
 
@@ -43,7 +43,8 @@ class FirstSteps(EgoBatches):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="synthetic-1m.yaml", help="model and batch settings (default: synthetic-1m.yaml)")
+    p.add_argument("--config", default="synthetic-1m.yaml",
+                   help="model and batch settings (default: synthetic-1m.yaml)")
     p.add_argument("--nodes", type=int, default=169343)
     p.add_argument("--edges", type=int, default=1166243)
     p.add_argument("--features", type=int, default=128)

@@ -16,9 +16,9 @@ import os
 import time
 
 import torch
+from epoch_time import time_epochs
 from torch.profiler import ProfilerActivity, profile
 
-from epoch_time import time_epochs
 from graphmae2.config import load_config
 from graphmae2.datasets import load_data
 from graphmae2.seeding import seed_everything

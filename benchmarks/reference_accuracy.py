@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Dict, List
 
-from reference_epoch_time import DGL_NAMES, DEFAULT_PLANETOID, DEFAULT_STAGING, run_reference
+from reference_epoch_time import DEFAULT_PLANETOID, DEFAULT_STAGING, DGL_NAMES, run_reference
 
 PROBE_LINE = re.compile(r"^--- TestAcc: ([\d.]+), early-stopping-TestAcc: ([\d.]+), "
                         r"Best ValAcc: ([\d.]+) in epoch (\d+) ---", re.MULTILINE)

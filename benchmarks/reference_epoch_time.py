@@ -59,7 +59,7 @@ class _Stop(BaseException):
 
 
 # ------------------------------------------------------------------------- workers
-def _count_flops_begin():  # noqa: ANN202
+def _count_flops_begin():
     """Enter a dispatch mode that adds up ``2 m k n`` for every dense matmul (``mm``,
     ``addmm``, ``bmm``, ``baddbmm``, which ``nn.Linear`` and ``matmul`` lower to), forward
     and backward. ``FlopCounterMode`` would also count a sparse-CSR product as if it were
@@ -74,7 +74,7 @@ def _count_flops_begin():  # noqa: ANN202
     class MatmulFlops(TorchDispatchMode):
         total = 0
 
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             packet = func.overloadpacket
             if packet in (aten.mm, aten.addmm, aten.bmm, aten.baddbmm):
                 a, b = args[-2], args[-1]
@@ -102,13 +102,13 @@ def reference_worker(reference: Path, planetoid: Path, staging: Path, epochs: in
     class TimedEpochs:
         """Stands in for ``tqdm(range(max_epoch))``: a real tqdm, clock stamped per epoch."""
 
-        def __init__(self, inner) -> None:  # noqa: ANN001
+        def __init__(self, inner) -> None:
             self.inner = inner
 
-        def __getattr__(self, name: str):  # noqa: ANN204 - set_description and friends
+        def __getattr__(self, name: str):
             return getattr(self.inner, name)
 
-        def __iter__(self):  # noqa: ANN204
+        def __iter__(self):
             mode = None
             for i, epoch in enumerate(self.inner):
                 stamps.append(time.perf_counter())
@@ -123,7 +123,7 @@ def reference_worker(reference: Path, planetoid: Path, staging: Path, epochs: in
 
     first = []
 
-    def patched_tqdm(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def patched_tqdm(*args, **kwargs):
         bar = real_tqdm(*args, **kwargs)
         if not first:  # the first tqdm the script makes is pretrain()'s epoch loop
             first.append(bar)
@@ -149,11 +149,10 @@ def graphmae2_worker(config: str, overrides: List[str], epochs: int, warmup: int
     sys.path.insert(0, str(REPO / "benchmarks"))
     from epoch_time import time_epochs
 
+    import graphmae2
     from graphmae2.config import load_config
     from graphmae2.datasets import load_data
     from graphmae2.seeding import seed_everything
-
-    import graphmae2
 
     cfg = load_config(config, overrides)
     data = load_data(cfg.data)
@@ -242,7 +241,8 @@ def run_child(python: str, worker_args: List[str]) -> Dict[str, Any]:
 def _fmt_row(name: str, medians: List[float], all_times: List[float], rss: List[float],
              ratios: Optional[List[float]]) -> str:
     text = (f"{name:<36} median {statistics.median(medians):.3f} s "
-            f"(round medians {', '.join(f'{m:.3f}' for m in medians)}; all epochs {min(all_times):.3f}-{max(all_times):.3f})  "
+            f"(round medians {', '.join(f'{m:.3f}' for m in medians)}; "
+            f"all epochs {min(all_times):.3f}-{max(all_times):.3f})  "
             f"peak RSS {min(rss):.0f}-{max(rss):.0f} MB")
     if ratios:
         text += (f"  speed-up over the reference {statistics.median(ratios):.2f}x "
@@ -290,7 +290,8 @@ def main() -> None:
         p.error(f"--reference must be a checkout of THUDM/GraphMAE2 (bc473e8) holding main_full_batch.py, "
                 f"got {args.reference}")
     paths = [("reference (official code)", sys.executable,
-              ["reference", str(args.reference.resolve()), str(args.planetoid.resolve()), str(args.staging), str(args.epochs), str(args.warmup)])]
+              ["reference", str(args.reference.resolve()), str(args.planetoid.resolve()), str(args.staging),
+               str(args.epochs), str(args.warmup)])]
     for python in args.graphmae2_python:
         torch_version = subprocess.run([python, "-c", "import torch; print(torch.__version__)"], check=True,
                                        capture_output=True, text=True).stdout.strip()

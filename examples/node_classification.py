@@ -21,7 +21,7 @@ head = torch.nn.Linear(encoder.out_dim, data.num_classes)
 optimizer = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=1e-3, weight_decay=5e-4)
 
 best_val, test_at_best = 0.0, 0.0
-for epoch in range(args.epochs):
+for _ in range(args.epochs):
     encoder.train()
     logits = head(encoder(data.graph, data.x))
     loss = F.cross_entropy(logits[data.train_mask], data.y[data.train_mask])

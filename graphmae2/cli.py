@@ -131,8 +131,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             raise ConfigError("--config is required, e.g. --config cora.yaml")
         cfg = _config_from_args(args)
         run_dir = None
-    from .distributed import broadcast_object, close_distributed, init_distributed, is_rank0
     from .datasets import load_data
+    from .distributed import broadcast_object, close_distributed, init_distributed, is_rank0
 
     device = init_distributed(resolve_device(args.device))
     data = load_data(cfg.data)

@@ -21,7 +21,7 @@ class ConfigError(ValueError):
     """A bad configuration value; the message is one line meant for the user."""
 
 
-def _f(default: Any, help: str, *, choices: Optional[Sequence[Any]] = None,  # noqa: A002
+def _f(default: Any, help: str, *, choices: Optional[Sequence[Any]] = None,
        low: Optional[float] = None, high: Optional[float] = None,
        low_open: bool = False, high_open: bool = False) -> Any:
     meta = {"help": help, "choices": tuple(choices) if choices else None, "low": low,

@@ -20,18 +20,18 @@ from typing import Any, Callable, Dict, List, Optional
 import torch
 from torch import Tensor
 
+from .atomic import atomic_copy
 from .batches import BatchSource, build_source
 from .config import Config, to_yaml
 from .datasets import NodeDataset, load_data
 from .distributed import is_rank0
-from .evaluation import evaluate
-from .monitor import final_stats
-from .results import summarize
 from .ema import EMATeacher
-from .pretrained import PretrainedEncoder
-from .trainer import NonFiniteLossError, SeedRun, train_seed
-from .atomic import atomic_copy
+from .evaluation import evaluate
 from .layers import eval_mode
+from .monitor import final_stats
+from .pretrained import PretrainedEncoder
+from .results import summarize
+from .trainer import NonFiniteLossError, SeedRun, train_seed
 
 _logger = logging.getLogger(__name__)
 
@@ -227,8 +227,8 @@ def run_experiment(cfg: Config, run_dir: Optional[Path], device: torch.device,
         return result
     result.summary = summarize(per_seed, cfg.eval.mode)
     result.summary["dataset"] = cfg.data.dataset
-    if not data.has_labels:
-        result.note = f"dataset {data.name!r} has no labels: pre-trained only, eval.mode={cfg.eval.mode} skipped"
+    if data.why_not_evaluated is not None:
+        result.note = f"{data.why_not_evaluated}: pre-trained only, eval.mode={cfg.eval.mode} skipped"
         _logger.info(result.note)
         result.summary["note"] = result.note
     if keep_going:

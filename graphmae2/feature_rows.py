@@ -26,12 +26,12 @@ class _SparseLinear(torch.autograd.Function):
     computed from an explicit CSR transpose (row-parallel, fixed order)."""
 
     @staticmethod
-    def forward(ctx, weight: Tensor, x: Tensor, x_t: Tensor) -> Tensor:  # noqa: D102
+    def forward(ctx, weight: Tensor, x: Tensor, x_t: Tensor) -> Tensor:
         ctx.x_t = x_t
         return x @ weight
 
     @staticmethod
-    def backward(ctx, grad: Tensor):  # noqa: D102
+    def backward(ctx, grad: Tensor):
         return ctx.x_t @ grad, None, None
 
 

@@ -118,12 +118,12 @@ class Graph:
         return cls.from_edges(edge_index[0], edge_index[1], num_nodes)
 
     @classmethod
-    def from_dgl(cls, g) -> "Graph":  # noqa: ANN001 - dgl is an optional import
+    def from_dgl(cls, g) -> "Graph":
         """Convert a homogeneous ``dgl.DGLGraph`` (every edge kept, duplicates included)."""
         src, dst = g.edges()
         return cls.from_edges(src.cpu(), dst.cpu(), g.num_nodes(), coalesce=False)
 
-    def to_dgl(self):  # noqa: ANN201 - dgl is an optional import
+    def to_dgl(self):
         """Return the same edges as a ``dgl.DGLGraph`` (imports DGL lazily)."""
         import dgl
 
@@ -150,7 +150,7 @@ class Graph:
             raise ValueError(f"edge_index must have shape [2, num_edges], got {tuple(edge_index.shape)}")
         return cls.from_edges(edge_index[0].cpu(), edge_index[1].cpu(), data.num_nodes, coalesce=False)
 
-    def to_pyg(self):  # noqa: ANN201 - torch_geometric is an optional import
+    def to_pyg(self):
         """Return the same edges as a ``torch_geometric.data.Data`` holding ``edge_index``
         (row 0 sources, row 1 targets, grouped by target) and ``num_nodes``."""
         src, dst = self.edges()
@@ -262,7 +262,7 @@ class Graph:
         return Graph.from_edges(s[keep].cpu(), d[keep].cpu(), nodes.numel(),
                                 coalesce=False).to(self.device)
 
-    def to(self, device) -> "Graph":  # noqa: ANN001 - str or torch.device
+    def to(self, device) -> "Graph":
         device = torch.device(device)
         if device == self.device:
             return self

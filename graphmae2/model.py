@@ -61,10 +61,10 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import feature_rows
 from .config import ModelConfig
 from .graph import Graph
 from .layers import GAT, GCN, build_network, eval_mode
-from . import feature_rows
 from .masking import EncoderMask, input_rows, masked_input, token_rows
 
 if TYPE_CHECKING:

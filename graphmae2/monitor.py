@@ -293,7 +293,8 @@ def check_target_collapse(stats: Mapping[str, float], dim: int, epoch: int) -> O
     if rank >= floor and cos <= TARGET_COSINE:
         return None
     info = stats.get("teacher_information")
-    info_text = "" if info is None else f"; teacher information {info:.4f} (0: only the mean target reaches the encoder)"
+    info_text = ("" if info is None
+                 else f"; teacher information {info:.4f} (0: only the mean target reaches the encoder)")
     return (f"latent targets collapsed at epoch {epoch}: centred effective rank {rank:.2f} of {dim} "
             f"(warn below {floor:.2f}), uncentred {stats['target_eff_rank']:.2f}; cosine to the mean "
             f"target {cos:.4f} (warn above {TARGET_COSINE}){info_text}. The teacher passes little more "

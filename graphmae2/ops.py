@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from typing import Callable, Optional, Tuple
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
@@ -45,7 +45,7 @@ def float32_island(fn: Callable) -> Callable:
     bf16``): sparse kernels have no bfloat16 version, and sums over edges keep their
     precision. Without autocast, inputs pass through untouched (float64 stays float64)."""
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def wrapper(*args, **kwargs):
         tensors = [a for a in args if isinstance(a, Tensor)]
         dev = tensors[0].device.type if tensors else "cpu"
         if not _autocast_on(dev):
@@ -66,24 +66,24 @@ def _segment_sum(values: Tensor, indptr: Tensor) -> Tensor:
 
 class _GatherSrc(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, graph: Graph) -> Tensor:  # noqa: D102
+    def forward(ctx, x: Tensor, graph: Graph) -> Tensor:
         ctx.graph = graph
         return x.index_select(0, graph.indices)
 
     @staticmethod
-    def backward(ctx, grad: Tensor):  # noqa: D102
+    def backward(ctx, grad: Tensor):
         indptr, _, perm = ctx.graph.reverse
         return _segment_sum(grad.index_select(0, perm), indptr), None
 
 
 class _GatherDst(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, graph: Graph) -> Tensor:  # noqa: D102
+    def forward(ctx, x: Tensor, graph: Graph) -> Tensor:
         ctx.graph = graph
         return x.index_select(0, graph.dst)
 
     @staticmethod
-    def backward(ctx, grad: Tensor):  # noqa: D102
+    def backward(ctx, grad: Tensor):
         return _segment_sum(grad, ctx.graph.indptr), None
 
 
@@ -122,7 +122,7 @@ def segment_softmax(graph: Graph, scores: Tensor) -> Tensor:
     return e / denom
 
 
-def _expand_heads(indptr: Tensor, indices: Tensor, heads: int, shared: bool = False):  # noqa: ANN202
+def _expand_heads(indptr: Tensor, indices: Tensor, heads: int, shared: bool = False):
     """CSR of the block matrix that applies every head at once. Row ``v*H + h`` holds
     destination ``v``'s in-edges for head ``h``; its columns are ``u*H + h`` (per-head
     features, acting on ``x.view(N * H, D)``) or ``u`` (``shared``: one feature vector
@@ -146,7 +146,7 @@ def _expand_heads(indptr: Tensor, indices: Tensor, heads: int, shared: bool = Fa
     return crow, col, perm
 
 
-def csr_transpose(crow: Tensor, col: Tensor, num_cols: int):  # noqa: ANN201
+def csr_transpose(crow: Tensor, col: Tensor, num_cols: int):
     """``(crow_t, col_t, order)`` of the transpose of a CSR pattern; ``values[order]``
     are the transpose's values. A stable sort on the column keeps each new row's
     entries in ascending original-row order, so products with it sum in a fixed order."""
@@ -158,9 +158,9 @@ def csr_transpose(crow: Tensor, col: Tensor, num_cols: int):  # noqa: ANN201
     return crow_t, rows[order], order
 
 
-def _head_layout(graph: Graph, heads: int, reverse: bool):  # noqa: ANN202
+def _head_layout(graph: Graph, heads: int, reverse: bool):
     """:func:`_expand_heads` of the graph (or of its reverse), cached on the graph."""
-    def build():  # noqa: ANN202
+    def build():
         if reverse:
             indptr, rev_dst, _ = graph.reverse
             return _expand_heads(indptr, rev_dst, heads)
@@ -169,7 +169,7 @@ def _head_layout(graph: Graph, heads: int, reverse: bool):  # noqa: ANN202
     return graph.cached(("head_layout", heads, reverse), build)
 
 
-def _block_matmul(layout, values: Tensor, x: Tensor, num_rows: int) -> Tensor:  # noqa: ANN001
+def _block_matmul(layout, values: Tensor, x: Tensor, num_rows: int) -> Tensor:
     """``[num_rows, H, D]`` product of the head-expanded sparse matrix with ``x [n, H, D]``."""
     crow, col, perm = layout
     n, h, d = x.shape
@@ -182,14 +182,14 @@ class _SpMM(torch.autograd.Function):
     """``out[v, h] = sum_e w[e, h] * x[src_e, h]`` as one sparse CSR product."""
 
     @staticmethod
-    def forward(ctx, weight: Tensor, x: Tensor, graph: Graph) -> Tensor:  # noqa: D102
+    def forward(ctx, weight: Tensor, x: Tensor, graph: Graph) -> Tensor:
         ctx.graph = graph
         ctx.save_for_backward(weight, x)
         return _block_matmul(_head_layout(graph, x.shape[1], False), weight, x.contiguous(),
                              graph.num_nodes)
 
     @staticmethod
-    def backward(ctx, grad: Tensor):  # noqa: D102
+    def backward(ctx, grad: Tensor):
         weight, x = ctx.saved_tensors
         graph = ctx.graph
         grad = grad.contiguous()
@@ -230,7 +230,7 @@ class _SpMMShared(torch.autograd.Function):
     explicit transpose and a sampled product (no atomics)."""
 
     @staticmethod
-    def forward(ctx, weight: Tensor, x: Tensor, graph: Graph) -> Tensor:  # noqa: D102
+    def forward(ctx, weight: Tensor, x: Tensor, graph: Graph) -> Tensor:
         heads = weight.shape[1]
         crow, col, perm = _expand_heads(graph.indptr, graph.indices, heads, shared=True)
         ctx.layout, ctx.num_src = (crow, col, perm), x.shape[0]
@@ -240,7 +240,7 @@ class _SpMMShared(torch.autograd.Function):
         return (a @ x).view(graph.num_nodes, heads, x.shape[1])
 
     @staticmethod
-    def backward(ctx, grad: Tensor):  # noqa: D102
+    def backward(ctx, grad: Tensor):
         weight, x = ctx.saved_tensors
         crow, col, perm = ctx.layout
         rows = crow.numel() - 1

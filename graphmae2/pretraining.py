@@ -19,7 +19,7 @@ from typing import Any, Optional, Sequence, Union
 import torch
 
 from .config import Config, load_config, set_value
-from .datasets import load_data
+from .datasets import KNOWN_DATASETS, load_data
 from .devices import resolve_device
 from .experiment import Pretrained, new_run_dir, run_experiment
 
@@ -48,7 +48,10 @@ def pretrain(data: Any = None, config: Union[str, os.PathLike, Config, None] = "
     Args:
         data: a :class:`~graphmae2.datasets.NodeDataset`, a PyG ``Data``, a DGL graph
             with ``ndata["feat"]``, a ``(graph, x)`` pair, the path of a ``.npz``/``.pt``
-            graph file, or ``None`` for the dataset the config names. Objects are made
+            graph file, a known dataset name (``"cora"``, ``"citeseer"``, ``"pubmed"``), or
+            ``None`` for the dataset the config names. Labels and a full train/val/test
+            split are optional: without them the encoder is pre-trained, not evaluated
+            (``result.note`` says why). Objects are made
             undirected with one self-loop per node, as the packaged datasets
             (:func:`~graphmae2.datasets.as_node_dataset`); pass raw features: they are
             scaled by ``data.feature_norm`` here.
@@ -66,6 +69,9 @@ def pretrain(data: Any = None, config: Union[str, os.PathLike, Config, None] = "
         ConfigError / ValueError: a bad config value or dataset, in one line, before training.
     """
     cfg = _config(config, overrides, seeds)
+    if isinstance(data, str) and data in KNOWN_DATASETS and not Path(data).exists():
+        set_value(cfg, "data.dataset", data, source="pretrain(data=name)")  # "cora": the packaged dataset
+        data = None
     if isinstance(data, (str, os.PathLike)):
         set_value(cfg, "data.dataset", "npz", source="pretrain(data=path)")
         set_value(cfg, "data.path", str(data), source="pretrain(data=path)")

@@ -37,5 +37,6 @@ def headline(metrics: Dict[str, Any]) -> str:
     n = metrics["n_seeds"]
     seeds = f"{n} seed{'s' if n != 1 else ''}"
     if f"{key}_mean" not in metrics:
-        return f"no evaluation: the dataset has no labels or no split (pre-trained {seeds})"
+        why = metrics.get("note", "the dataset has no labels or no split")
+        return f"no evaluation: {why} (pre-trained {seeds})"
     return f"{key}: {metrics[f'{key}_mean']:.4f} ± {metrics[f'{key}_std']:.4f} over {seeds} ({metrics['mode']})"

@@ -27,14 +27,14 @@ from .batches import BatchSource, FullBatch
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Config
 from .datasets import NodeDataset
+from .dropedge import edge_views
+from .dropout import dropout_stream
 from .ema import EMATeacher
 from .manifest import environment, state_digests, tensor_digest, write_manifest
 from .model import GraphMAE2
+from .monitor import check_collapse, check_target_collapse, collapse_stats, latent_stats
 from .precision import autocast, check_precision
 from .pretrained import PretrainedEncoder
-from .dropedge import edge_views
-from .dropout import dropout_stream
-from .monitor import check_collapse, check_target_collapse, collapse_stats, latent_stats
 from .schedules import lr_factor
 from .seeding import generator, init_parameters_by_name, set_deterministic
 

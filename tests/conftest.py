@@ -89,7 +89,7 @@ def run_torchrun(args, *, cwd, env, nproc=2, timeout=600):
         if done.returncode == 0 or signal is None or attempt == 2:
             break
         warnings.warn(f"torchrun: a rank died by a signal ({signal.group(0)}), retrying once; "
-                      f"its output:\n{done.stderr[:4000]}")
+                      f"its output:\n{done.stderr[:4000]}", stacklevel=2)
     assert done.returncode == 0, f"{done.stderr[:4000]}\n...\n{done.stderr[-1500:]}"
     return done
 

@@ -5,10 +5,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import tiny_overrides
 
 from graphmae2.cli import main
-
-from conftest import tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 

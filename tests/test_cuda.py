@@ -1,12 +1,11 @@
 """CUDA determinism: run on a machine with a GPU (`pytest -m cuda`); skipped without one."""
 import pytest
 import torch
+from conftest import tiny_overrides
 
 from graphmae2.config import load_config
 from graphmae2.manifest import read_manifest
 from graphmae2.trainer import train_seed
-
-from conftest import tiny_overrides
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]

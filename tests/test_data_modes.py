@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import fail_forward_from
 
 import graphmae2.trainer as trainer
 from graphmae2.batches import build_source
@@ -16,8 +17,6 @@ from graphmae2.config import load_config
 from graphmae2.datasets import load_data
 from graphmae2.experiment import run_seed
 from graphmae2.manifest import compare_runs, read_manifest
-
-from conftest import fail_forward_from
 
 CPU = torch.device("cpu")
 MODES = ("fullbatch", "minibatch")

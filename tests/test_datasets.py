@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import load_benchmark
 
 from graphmae2.datasets import DownloadError, NodeDataset, fetch_planetoid, load_dataset
 from graphmae2.datasets.planetoid import download as download_mod
@@ -21,8 +22,6 @@ from graphmae2.datasets.planetoid.checksums import read_sha256sums, write_sha256
 from graphmae2.datasets.planetoid.packaged import load_packaged
 from graphmae2.datasets.planetoid.raw import planetoid_files, read_planetoid_raw
 from graphmae2.datasets.planetoid.safe_pickle import safe_loads
-
-from conftest import load_benchmark
 
 build = load_benchmark("build_packaged", "scripts").build
 
@@ -121,7 +120,7 @@ class _RunsShell:
     def __init__(self, command: str) -> None:
         self.command = command
 
-    def __reduce__(self):  # noqa: ANN204 - pickle protocol
+    def __reduce__(self):
         return (os.system, (self.command,))
 
 
@@ -171,12 +170,12 @@ def test_file_without_recorded_checksum_is_not_parsed(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ download
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:  # noqa: ANN002 - keep test output clean
+    def log_message(self, *args) -> None:
         pass
 
 
 @pytest.fixture
-def serve(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+def serve(monkeypatch: pytest.MonkeyPatch):
     """Serve a directory on 127.0.0.1 and point PLANETOID_URL at it; never the internet."""
     for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(var, raising=False)
@@ -200,7 +199,7 @@ def serve(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
 
 @needs_raw
 def test_pubmed_download_trusts_first_use_and_records_digests(
-        tmp_path: Path, serve, caplog: pytest.LogCaptureFixture) -> None:  # noqa: ANN001
+        tmp_path: Path, serve, caplog: pytest.LogCaptureFixture) -> None:
     site = _copy_raw("cora", tmp_path / "site", rename_to="pubmed")  # Planetoid format, small
     serve(site)
     with caplog.at_level(logging.WARNING, logger="graphmae2.datasets.planetoid.download"):
@@ -213,7 +212,7 @@ def test_pubmed_download_trusts_first_use_and_records_digests(
 
 
 @needs_raw
-def test_pubmed_cache_tampered_after_first_use_is_refused(tmp_path: Path, serve) -> None:  # noqa: ANN001
+def test_pubmed_cache_tampered_after_first_use_is_refused(tmp_path: Path, serve) -> None:
     serve(_copy_raw("cora", tmp_path / "site", rename_to="pubmed"))
     cache = fetch_planetoid("pubmed", root=tmp_path / "cache")
     (cache / "ind.pubmed.allx").write_bytes(b"tampered")
@@ -222,7 +221,7 @@ def test_pubmed_cache_tampered_after_first_use_is_refused(tmp_path: Path, serve)
 
 
 @needs_raw
-def test_download_with_wrong_pinned_digest_is_not_kept(tmp_path: Path, serve) -> None:  # noqa: ANN001
+def test_download_with_wrong_pinned_digest_is_not_kept(tmp_path: Path, serve) -> None:
     serve(_copy_raw("cora", tmp_path / "site", rename_to="pubmed"))
     with pytest.raises(ValueError, match=r"ind\.pubmed\.x \(downloaded from http://127\.0\.0\.1:\d+"
                                          r"/ind\.pubmed\.x\): expected 0{64}"):
@@ -230,7 +229,7 @@ def test_download_with_wrong_pinned_digest_is_not_kept(tmp_path: Path, serve) ->
     assert list((tmp_path / "cache" / "planetoid").glob("ind.pubmed.x*")) == []
 
 
-def test_failed_download_names_file_url_and_where_to_place_it(tmp_path: Path, serve) -> None:  # noqa: ANN001
+def test_failed_download_names_file_url_and_where_to_place_it(tmp_path: Path, serve) -> None:
     empty = tmp_path / "site"
     empty.mkdir()
     serve(empty)
@@ -243,7 +242,7 @@ def test_failed_download_names_file_url_and_where_to_place_it(tmp_path: Path, se
 
 
 # ---------------------------------------------------------------- validation
-def _tiny(**overrides) -> NodeDataset:  # noqa: ANN003
+def _tiny(**overrides) -> NodeDataset:
     """4-node path graph, 3 features, 2 classes, one node per split (node 3 in none)."""
     args = dict(
         name="tiny", x=np.eye(4, 3, dtype=np.float32), y=np.array([0, 1, 0, 1]),

@@ -1,15 +1,13 @@
 """DropEdge views (graphmae2/dropedge.py): self-loops kept, rate honoured, streams repeatable, wiring."""
 import pytest
-import torch
+from conftest import tiny_overrides
 
 from graphmae2.config import load_config
 from graphmae2.dropedge import drop_edges, edge_views
 from graphmae2.ema import EMATeacher
-from graphmae2.seeding import generator
 from graphmae2.masking import draw_masks
+from graphmae2.seeding import generator
 from graphmae2.trainer import build_model
-
-from conftest import tiny_overrides
 
 
 def _loops(g):

@@ -1,9 +1,8 @@
 """benchmarks/ema_sweep.py: the loss columns (the last logged loss/rec and loss/latent of a seed) and the table."""
 import math
 
-from torch.utils.tensorboard import SummaryWriter
-
 from conftest import load_benchmark
+from torch.utils.tensorboard import SummaryWriter
 
 ema_sweep = load_benchmark("ema_sweep")
 

@@ -9,8 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from graphmae2.evaluation import (EVAL_MODES, BestValidation, ProbeResult, cluster, finetune,
-                                  linear_probe, probe_curves)
+from graphmae2.evaluation import EVAL_MODES, BestValidation, ProbeResult, cluster, finetune, linear_probe, probe_curves
 from graphmae2.evaluation.head import make_head
 from graphmae2.graph import Graph
 

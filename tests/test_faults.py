@@ -3,14 +3,13 @@ import os
 
 import pytest
 import torch
+from conftest import fail_forward_from, tiny_overrides
 
 import graphmae2.checkpoint as checkpoint
 import graphmae2.experiment as experiment
 from graphmae2.cli import main
 from graphmae2.config import load_config
 from graphmae2.trainer import NonFiniteLossError, train_seed
-
-from conftest import fail_forward_from, tiny_overrides
 
 CPU = torch.device("cpu")
 
@@ -38,7 +37,7 @@ def test_nan_loss_skip_mode_continues(cora, monkeypatch):
     nan_from_epoch(monkeypatch, 1)
     cfg = load_config(None, tiny_overrides(**{"train.on_nan": "skip"}))
     result = train_seed(cfg, cora, 0, CPU, progress=False)
-    assert len(result.losses) == 3 and all(l != l for l in result.losses[1:])
+    assert len(result.losses) == 3 and all(v != v for v in result.losses[1:])
 
 
 def test_interrupted_checkpoint_write_keeps_the_last_good_one(tmp_path, monkeypatch):

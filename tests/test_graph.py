@@ -53,7 +53,8 @@ def test_from_edge_index_matches_from_edges():
 
 
 @pytest.mark.parametrize("src,dst,match", [
-    (torch.tensor([0, 5]), torch.tensor([1, 1]), r"src has 1 node index\(es\) outside \[0, 3\); first at position 1: 5"),
+    (torch.tensor([0, 5]), torch.tensor([1, 1]),
+     r"src has 1 node index\(es\) outside \[0, 3\); first at position 1: 5"),
     (torch.tensor([0, -1]), torch.tensor([1, 1]), r"src has 1 node index"),
     (torch.tensor([0.0, 1.0]), torch.tensor([1, 1]), r"src must be an integer tensor"),
     (torch.tensor([0, 1]), torch.tensor([1]), r"same length"),

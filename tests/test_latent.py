@@ -1,16 +1,15 @@
 """Latent targets (``model.latent_target``): formulas, the constant-target floor, state, repeatability."""
 import pytest
 import torch
+from conftest import tiny_overrides
 from torch import nn
 
 from graphmae2.config import load_config
 from graphmae2.ema import EMATeacher
 from graphmae2.manifest import state_digests
-from graphmae2.model import STANDARDISE_EPS, standardise, whiten
 from graphmae2.masking import draw_masks
+from graphmae2.model import STANDARDISE_EPS, standardise, whiten
 from graphmae2.trainer import build_model, train_seed
-
-from conftest import tiny_overrides
 
 CPU = torch.device("cpu")
 

@@ -3,9 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from graphmae2 import ops
-from graphmae2 import feature_rows
-from graphmae2.layers import GAT, GATConv, GCNConv, MLP
+from graphmae2 import feature_rows, ops
+from graphmae2.layers import GAT, MLP, GATConv, GCNConv
 
 
 def dense_gat(layer, graph, x):

@@ -8,16 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import run_torchrun
 
+from graphmae2.batches.ego import EgoBatches, EgoCollate, ego_embeddings, induced_union
 from graphmae2.cli import main
 from graphmae2.config import load_config
 from graphmae2.datasets.synthetic import synthetic_graph
 from graphmae2.masking import draw_ego_masks
-from graphmae2.batches.ego import EgoBatches, EgoCollate, ego_embeddings, induced_union
 from graphmae2.sampling import ego_graphs
 from graphmae2.trainer import train_seed
-
-from conftest import run_torchrun
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")

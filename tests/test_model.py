@@ -1,14 +1,13 @@
 """GraphMAE2 model and training on Cora with a small budget."""
 import pytest
 import torch
+from conftest import tiny_overrides
 
 from graphmae2.config import load_config
 from graphmae2.ema import EMATeacher
 from graphmae2.evaluation import linear_probe
 from graphmae2.masking import draw_masks
 from graphmae2.trainer import build_model, train_seed
-
-from conftest import tiny_overrides
 
 
 def small_cfg(**extra):

@@ -7,11 +7,25 @@ import torch
 from torch import nn
 
 from graphmae2.ema import EMATeacher
-from graphmae2.monitor import (RANK_FRACTION, STD_THRESHOLD, TARGET_COSINE, TARGET_RANK_FRACTION,
-                               TARGET_STAT_KEYS, centred_effective_rank, check_collapse,
-                               check_target_collapse, collapse_stats, cosine_to_mean, effective_rank,
-                               embedding_std, latent_stats, parameter_cosine, std_threshold,
-                               target_stats, teacher_information)
+from graphmae2.monitor import (
+    RANK_FRACTION,
+    STD_THRESHOLD,
+    TARGET_COSINE,
+    TARGET_RANK_FRACTION,
+    TARGET_STAT_KEYS,
+    centred_effective_rank,
+    check_collapse,
+    check_target_collapse,
+    collapse_stats,
+    cosine_to_mean,
+    effective_rank,
+    embedding_std,
+    latent_stats,
+    parameter_cosine,
+    std_threshold,
+    target_stats,
+    teacher_information,
+)
 
 
 def _gaussian(n: int, d: int, seed: int = 0) -> torch.Tensor:
@@ -150,10 +164,10 @@ def test_check_target_collapse_refuses_bad_arguments():
 
 
 def _tiny(cora, target="reference"):
+    from conftest import tiny_overrides
+
     from graphmae2.config import load_config
     from graphmae2.trainer import build_model
-
-    from conftest import tiny_overrides
 
     cfg = load_config(None, tiny_overrides(**{"model.latent_target": target}))
     model = build_model(cfg, cora.num_features, 0)

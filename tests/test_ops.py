@@ -1,8 +1,7 @@
 """Each op against a dense reference, gradients by finite differences, bitwise repeats."""
 import torch
 
-from graphmae2 import ops
-from graphmae2 import feature_rows
+from graphmae2 import feature_rows, ops
 from graphmae2.dropout import training_dropout
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_overrides
 
 import graphmae2
 from graphmae2.cli import main
@@ -14,8 +15,6 @@ from graphmae2.config import ConfigError
 from graphmae2.datasets import NodeDataset
 from graphmae2.manifest import state_digests, tensor_digest
 from graphmae2.pretrained import PretrainedEncoder
-
-from conftest import tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = tiny_overrides(**{"model.num_hidden": 16, "model.projector_hidden": 8, "train.max_epoch": 2,
@@ -44,6 +43,26 @@ def test_pretrain_without_labels_trains_and_says_nothing_was_evaluated():
     assert len(result.losses) == 2 and all(np.isfinite(result.losses))
     assert result.embed().shape == (60, 16)
     assert result.config.data.dataset == "custom" and result.run_dir is None
+
+
+def test_pyg_karate_club_with_only_a_train_mask_pretrains_and_says_why_it_is_not_evaluated():
+    """PyG's bundled KarateClub has labels and a train_mask, no validation or test mask:
+    pre-training needs none of them."""
+    from torch_geometric.datasets import KarateClub
+
+    data = KarateClub()[0]
+    assert data.train_mask is not None and getattr(data, "val_mask", None) is None
+    result = graphmae2.pretrain(data, overrides=TINY, device="cpu")
+    assert result.metrics is None and result.embed().shape == (34, 16)
+    assert result.note == ("dataset 'pyg' has labels but only train_mask; evaluation needs train_mask, val_mask "
+                           "and test_mask: pre-trained only, eval.mode=linear skipped")
+
+
+def test_pretrain_takes_a_known_dataset_name_where_a_path_goes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no file called "cora" here
+    result = graphmae2.pretrain("cora", config=None, overrides=TINY, device="cpu")
+    assert result.config.data.dataset == "cora" and result.data.num_nodes == 2708
+    assert 0.0 <= result.metrics["test_acc_mean"] <= 1.0
 
 
 def test_pretrain_with_labels_evaluates_every_seed_and_writes_the_cli_run_directory(tmp_path):

@@ -7,12 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_overrides
 
 import graphmae2
 from graphmae2.checkpoint import CheckpointError
 from graphmae2.cli import main
-
-from conftest import tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 

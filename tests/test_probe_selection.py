@@ -4,10 +4,9 @@ import json
 
 import pytest
 import torch
+from conftest import load_benchmark, tiny_overrides
 
 from graphmae2.cli import main
-
-from conftest import load_benchmark, tiny_overrides
 
 probe_selection = load_benchmark("probe_selection")
 

@@ -13,6 +13,8 @@ import torch
 pyg_data = pytest.importorskip("torch_geometric.data")
 pyg_nn = pytest.importorskip("torch_geometric.nn")
 
+from crosscheck import ATOL, GAT_CASES, assert_same_outputs_and_grads, gat_case, max_diff, outputs_and_grads  # noqa: E402
+
 from graphmae2 import embed  # noqa: E402
 from graphmae2.config import Config  # noqa: E402
 from graphmae2.datasets import as_node_dataset, load_data, read_graph_file  # noqa: E402
@@ -22,7 +24,6 @@ from graphmae2.layers import GATConv, GCNConv  # noqa: E402
 from graphmae2.model import GraphMAE2  # noqa: E402
 from graphmae2.pretrained import PretrainedEncoder  # noqa: E402
 
-from crosscheck import ATOL, GAT_CASES, assert_same_outputs_and_grads, gat_case, max_diff, outputs_and_grads  # noqa: E402
 
 def planetoid_cora():
     """Cora as PyG's ``Planetoid`` hands it out: raw binary features, both edge directions,

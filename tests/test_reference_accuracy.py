@@ -1,6 +1,5 @@
 """benchmarks/reference_accuracy.py: reading the official script's final probe, and the table."""
 import pytest
-
 from conftest import load_benchmark
 
 ref = load_benchmark("reference_accuracy")
@@ -26,8 +25,10 @@ def test_a_log_without_a_final_probe_is_an_error():
 
 
 def test_table_gives_per_seed_rows_and_population_std():
-    rows = [{"seed": 0, "val_acc": 0.80, "test_acc": 0.84, "test_acc_last_epoch": 0.83, "probe_epoch": 9, "seconds": 3.0},
-            {"seed": 1, "val_acc": 0.82, "test_acc": 0.82, "test_acc_last_epoch": 0.81, "probe_epoch": 7, "seconds": 4.0}]
+    rows = [{"seed": 0, "val_acc": 0.80, "test_acc": 0.84, "test_acc_last_epoch": 0.83, "probe_epoch": 9,
+             "seconds": 3.0},
+            {"seed": 1, "val_acc": 0.82, "test_acc": 0.82, "test_acc_last_epoch": 0.81, "probe_epoch": 7,
+             "seconds": 4.0}]
     lines = ref.table(rows).splitlines()
     assert lines[2] == "| 0 | 0.8000 | 0.8400 | 0.8300 | 9 | 3 |"
     assert lines[-1] == "| mean ± std (2 seeds) | 0.8100 ± 0.0100 | 0.8300 ± 0.0100 | 0.8200 ± 0.0100 | | |"

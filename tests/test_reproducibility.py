@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_overrides
 
 import graphmae2.batches.base as batches
 from graphmae2.cli import main
 from graphmae2.config import load_config
 from graphmae2.manifest import compare_runs, read_manifest
 from graphmae2.trainer import train_seed
-
-from conftest import tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")

@@ -1,6 +1,5 @@
 """benchmarks/screen.py: job order and the ranked, paired summary table (no runs started)."""
 import pytest
-
 from conftest import load_benchmark
 
 screen = load_benchmark("screen")
@@ -36,7 +35,8 @@ def test_table_reports_the_targets_collapse_reading_as_a_span_over_seeds():
     healthy = dict(target_eff_rank_centred=80.0, target_cos_to_mean=-0.0015, teacher_information=1.0)
     found = {"std": {0: _rec(0.7, 0.8, **healthy),
                      1: _rec(0.7, 0.8, **dict(healthy, target_eff_rank_centred=74.25, target_cos_to_mean=0.0023))},
-             "ref": {0: _rec(0.6, 0.8, target_eff_rank_centred=1.2, target_cos_to_mean=0.9998, teacher_information=2e-4)}}
+             "ref": {0: _rec(0.6, 0.8, target_eff_rank_centred=1.2, target_cos_to_mean=0.9998,
+                             teacher_information=2e-4)}}
     lines = screen.table(found, {}, base="ref").splitlines()
     assert "| target centred rank | target cos to mean | teacher information |" in lines[0]
     assert "| 74.2 to 80.0 | -0.0015 to 0.0023 | 1 |" in lines[2]
@@ -65,5 +65,6 @@ def test_report_tabulates_finished_runs_and_starts_none(tmp_path, monkeypatch, c
                                      "std=model.latent_target=standardise"])
     screen.main()
     text = (tmp_path / "screen.md").read_text()
-    assert text.splitlines()[2].startswith("| std | 0.7500 ± 0.0000 | 0.8000 ± 0.0000 | +0.0500 ± 0.0000, > 0 on 1 of 1 |")
+    assert text.splitlines()[2].startswith(
+        "| std | 0.7500 ± 0.0000 | 0.8000 ± 0.0000 | +0.0500 ± 0.0000, > 0 on 1 of 1 |")
     assert text.strip() in capsys.readouterr().out

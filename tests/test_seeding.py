@@ -2,7 +2,6 @@
 import logging
 
 import pytest
-
 import torch
 from torch import nn
 
@@ -65,9 +64,9 @@ def test_pretrain_leaves_the_callers_global_rng_as_it_was():
     import random
 
     import numpy as np
+    from conftest import tiny_overrides
 
     import graphmae2
-    from conftest import tiny_overrides
 
     def draws():
         return random.random(), float(np.random.rand()), float(torch.rand(()))

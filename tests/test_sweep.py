@@ -9,9 +9,9 @@ import torch
 
 import graphmae2.experiment as experiment
 from graphmae2.config import Config, ConfigError, load_config
-from graphmae2.trainer import SeedRun
 from graphmae2.sweep import grid, is_sweep_dir, load_sweep_spec, parse_sweep, point_name, run_sweep
 from graphmae2.sweep_report import best_index, format_table, plot_sweep
+from graphmae2.trainer import SeedRun
 
 TINY = ["model.num_hidden=16", "model.num_heads=2", "model.projector_hidden=8", "model.num_remask=1",
         "train.max_epoch=2", "train.checkpoint_every=1", "eval.max_epoch=10"]

@@ -5,6 +5,8 @@ import json
 
 import pytest
 import torch
+from conftest import run_torchrun
+from test_data_modes import MODES, _scalars, config
 
 import graphmae2.trainer as trainer
 from graphmae2.batches import build_source
@@ -14,9 +16,6 @@ from graphmae2.experiment import run_seed
 from graphmae2.manifest import state_digests
 from graphmae2.monitor import SWEEP_KEYS, TARGET_STAT_KEYS
 from graphmae2.sweep import point_row
-
-from conftest import run_torchrun
-from test_data_modes import MODES, _scalars, config
 
 CPU = torch.device("cpu")
 
@@ -96,7 +95,8 @@ def test_the_reference_targets_collapse_is_said_once_as_expected_and_standardise
     assert std.monitor[-1]["target_eff_rank_centred"] > 0.1 * 64
     # A collapse under another target is a fault: a warning, given once per run.
     caplog.clear()
-    monkeypatch.setattr(trainer, "check_target_collapse", lambda stats, dim, epoch: f"latent targets collapsed at {epoch}")
+    monkeypatch.setattr(trainer, "check_target_collapse",
+                        lambda stats, dim, epoch: f"latent targets collapsed at {epoch}")
     with caplog.at_level(logging.INFO, logger="graphmae2.trainer"):
         trainer.train_seed(std_cfg, cora, 0, CPU, progress=False)
     said = [r for r in caplog.records if "latent targets" in r.message]

@@ -82,7 +82,7 @@ class BatchSource(ABC):
         """The global batch's scalars (the mean over ranks), the same on every rank."""
         return {k: v.item() for k, v in values.items()}
 
-    def barrier(self) -> None:
+    def barrier(self) -> None:  # noqa: B027 - a no-op default that sources with ranks override
         """Wait for every rank (after a checkpoint); nothing to wait for here."""
 
     def manifest_fields(self, teacher_digest: Dict[str, Any]) -> Dict[str, Any]:

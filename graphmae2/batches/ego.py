@@ -24,13 +24,13 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from .base import Batch, BatchSource, dist_rank_world
 from ..config import Config
 from ..datasets import NodeDataset, feature_matrix
 from ..graph import Graph
 from ..masking import draw_ego_masks
 from ..sampling import EgoGraphs
 from ..seeding import loader_generator, seed_worker
+from .base import Batch, BatchSource, dist_rank_world
 
 
 @dataclass

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any, Dict, Union
 import numpy as np
 
 from .convert import as_node_dataset
-from .planetoid import PACKAGED, fetch_planetoid, load_packaged, read_planetoid_raw
 from .features import RowNormalized, normalize_features
 from .node_dataset import NodeDataset
+from .planetoid import PACKAGED, fetch_planetoid, load_packaged, read_planetoid_raw
 
 if TYPE_CHECKING:
     from ..config import DataConfig

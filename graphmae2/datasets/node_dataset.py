@@ -77,7 +77,19 @@ class NodeDataset:
 
     @property
     def has_splits(self) -> bool:
-        return self.train_mask is not None
+        """Labels and all three of train, validation and test masks: what evaluation needs."""
+        return self.y is not None and all(getattr(self, key) is not None for key in _SPLITS)
+
+    @property
+    def why_not_evaluated(self) -> Optional[str]:
+        """One line on why this dataset cannot be evaluated, or ``None`` when it can."""
+        if self.y is None:
+            return f"dataset {self.name!r} has no labels"
+        given = [key for key in _SPLITS if getattr(self, key) is not None]
+        if len(given) < len(_SPLITS):
+            has = f"only {', '.join(given)}" if given else "no split masks"
+            return f"dataset {self.name!r} has labels but {has}; evaluation needs train_mask, val_mask and test_mask"
+        return None
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first problem found (count and first index)."""
@@ -102,22 +114,17 @@ class NodeDataset:
                 raise ValueError(f"{where}: num_classes={self.num_classes!r} given without labels y")
             return
         self._validate_labels(n, where)
-        if not given:
-            raise ValueError(f"{where}: labels y given without train_mask, val_mask and test_mask; "
-                             f"give all three ([{n}] bool) to evaluate, or drop y to pre-train only")
-        missing = [key for key in _SPLITS if key not in given]
-        if missing:
-            raise ValueError(f"{where}: {', '.join(given)} given but not {', '.join(missing)}; give "
-                             f"train_mask, val_mask and test_mask together")
-        for key in _SPLITS:
+        # Pre-training needs no labels: a partial split (PyG's KarateClub has train_mask
+        # only) is kept and checked; evaluation runs only on a full one (has_splits).
+        for key in given:
             mask = getattr(self, key)
             if mask.shape != (n,) or mask.dtype != torch.bool:
                 raise ValueError(f"{where}: {key} must be bool of shape ({n},), got {mask.dtype} "
                                  f"of shape {tuple(mask.shape)}")
             if not bool(mask.any()):
                 raise ValueError(f"{where}: {key} selects no node; every split needs at least one")
-        for i, a in enumerate(_SPLITS):
-            for b in _SPLITS[i + 1:]:
+        for i, a in enumerate(given):
+            for b in given[i + 1:]:
                 both = getattr(self, a) & getattr(self, b)
                 if bool(both.any()):
                     raise ValueError(f"{where}: {a} and {b} share {int(both.sum())} node(s), "
@@ -184,7 +191,7 @@ class NodeDataset:
         return cls(name=name, graph=graph, x=x, y=y, num_classes=None if y is None else int(num_classes),
                    **masks)
 
-    def to_pyg(self):  # noqa: ANN201 - torch_geometric is an optional import
+    def to_pyg(self):
         """A ``torch_geometric.data.Data`` with ``edge_index``, ``x`` and, when present,
         ``y`` and the masks (imports PyG lazily)."""
         data = self.graph.to_pyg()
@@ -194,7 +201,7 @@ class NodeDataset:
                 data[key] = getattr(self, key)
         return data
 
-    def to_dgl(self):  # noqa: ANN201 - dgl is an optional import
+    def to_dgl(self):
         """A ``dgl.DGLGraph`` with DGL's dataset keys: ``ndata["feat"]`` and, when present,
         ``ndata["label"]`` and the masks (imports DGL lazily)."""
         g = self.graph.to_dgl()

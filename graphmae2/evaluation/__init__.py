@@ -8,11 +8,10 @@ global RNG state as it found it; all randomness comes from the ``"probe"`` strea
 """
 from ..config import EVAL_MODES
 from .cluster import cluster
+from .dispatch import can_evaluate, evaluate, probe
 from .finetune import finetune
 from .linear import linear_probe, probe_curves
-from .dispatch import can_evaluate, evaluate, probe
 from .selection import BestValidation, ProbeResult
-
 
 __all__ = ["EVAL_MODES", "BestValidation", "ProbeResult", "can_evaluate", "cluster", "evaluate", "finetune",
            "linear_probe", "probe", "probe_curves"]

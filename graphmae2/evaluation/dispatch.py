@@ -22,7 +22,7 @@ _logger = logging.getLogger(__name__)
 
 def can_evaluate(data: Any) -> bool:
     """Whether ``data`` has labels and a train/val/test split to evaluate against."""
-    return all(getattr(data, key, None) is not None for key in ("y", "train_mask", "val_mask", "test_mask"))
+    return bool(getattr(data, "has_splits", False))
 
 
 def evaluate(cfg: EvalConfig, data: Any, seed: int, embeddings: Tensor,

@@ -19,9 +19,9 @@ from tqdm import tqdm
 
 from ..graph import Graph
 from ..seeding import derive_seed
+from .checks import check_optim, check_positive_int, check_splits, correct_count
 from .head import make_head
 from .selection import BestValidation, ProbeResult
-from .checks import check_optim, check_positive_int, check_splits, correct_count
 
 _logger = logging.getLogger(__name__)
 

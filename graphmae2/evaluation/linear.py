@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
+from .checks import check_embeddings, check_labels, check_mask, check_optim, check_positive_int, correct_count
 from .head import make_head
 from .selection import BestValidation, ProbeResult
-from .checks import check_embeddings, check_labels, check_mask, check_optim, check_positive_int, correct_count
 
 _logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from .mlp import MLP
 __all__ = ["GAT", "GATConv", "GCN", "GCNConv", "MLP", "build_network", "eval_mode", "make_activation", "make_norm"]
 
 
-def build_network(kind: str, **kwargs):  # noqa: ANN003, ANN201 - thin dispatch
+def build_network(kind: str, **kwargs):
     """Build ``GAT``, ``GCN`` or ``MLP`` by name (``gat | gcn | mlp | linear``)."""
     kinds = {"gat": GAT, "gcn": GCN, "mlp": MLP, "linear": MLP}
     if kind not in kinds:

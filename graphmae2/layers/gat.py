@@ -8,8 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .. import ops
-from .. import feature_rows
+from .. import feature_rows, ops
 from ..dropout import dropout
 from ..graph import Graph
 from .common import make_activation, make_norm

@@ -7,8 +7,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from .. import ops
-from .. import feature_rows
+from .. import feature_rows, ops
 from ..dropout import dropout
 from ..graph import Graph
 from .common import make_activation, make_norm

@@ -57,7 +57,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import multiprocessing as mp
-import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -340,7 +339,7 @@ def _graph_arrays(graph: Graph) -> Tuple[np.ndarray, np.ndarray]:
             graph.indices.cpu().numpy().astype(np.int64, copy=False))
 
 
-def _check_args(graph: Graph, seeds, alpha: float, eps: float) -> np.ndarray:  # noqa: ANN001
+def _check_args(graph: Graph, seeds, alpha: float, eps: float) -> np.ndarray:
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha (teleport probability) must be in (0, 1), got {alpha}")
     if not eps > 0.0:
@@ -359,7 +358,7 @@ def _check_args(graph: Graph, seeds, alpha: float, eps: float) -> np.ndarray:  #
     return seeds.astype(np.int64)
 
 
-def approximate_ppr(graph: Graph, seeds=None, alpha: float = 0.15,  # noqa: ANN001
+def approximate_ppr(graph: Graph, seeds=None, alpha: float = 0.15,
                     eps: float = 1e-4) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Push-method personalised PageRank scores ``p + alpha r`` of each seed (module docstring).
 
@@ -425,7 +424,7 @@ def _save(path: Path, ego: EgoGraphs) -> None:
         np.savez(f, indptr=ego.indptr, nodes=ego.nodes)
 
 
-def ego_graphs(graph: Graph, seeds=None, k: int = 256, alpha: float = 0.15,  # noqa: ANN001
+def ego_graphs(graph: Graph, seeds=None, k: int = 256, alpha: float = 0.15,
                eps: float = 1e-4, workers: int = 1, cache_dir: Union[str, Path, None] = None,
                batch_size: Optional[int] = None, progress: bool = True,
                rank: str = "score") -> EgoGraphs:

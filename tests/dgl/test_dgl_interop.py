@@ -18,6 +18,7 @@ dgl = pytest.importorskip("dgl")
 dglnn = pytest.importorskip("dgl.nn")
 
 import torch  # noqa: E402
+from crosscheck import ATOL, GAT_CASES, assert_same_outputs_and_grads, gat_case, max_diff, outputs_and_grads  # noqa: E402
 
 from graphmae2.config import Config  # noqa: E402
 from graphmae2.graph import Graph  # noqa: E402
@@ -25,7 +26,6 @@ from graphmae2.layers import GATConv, GCNConv  # noqa: E402
 from graphmae2.model import GraphMAE2  # noqa: E402
 from graphmae2.pretrained import PretrainedEncoder, as_graph, embed  # noqa: E402
 
-from crosscheck import ATOL, GAT_CASES, assert_same_outputs_and_grads, gat_case, max_diff, outputs_and_grads  # noqa: E402
 
 # ---------------------------------------------------------------------------- GAT
 def dgl_gat_like(ours: GATConv) -> "dglnn.GATConv":
