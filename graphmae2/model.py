@@ -121,19 +121,6 @@ def whiten(z: Tensor, shrinkage: float) -> Tensor:
         return s @ inverse.t().float()
 
 
-class XavierLinear(nn.Linear):
-    r"""A bias-free ``nn.Linear`` initialised xavier-normal, :math:`W \sim \mathcal N(0,
-    g^2 \cdot 2 / (d_{in} + d_{out}))`: the official code's ``encoder_to_decoder`` (gain
-    1.414, 2.4 times the standard deviation of torch's default for a square matrix)."""
-
-    def __init__(self, in_dim: int, out_dim: int, gain: float) -> None:
-        self.gain = gain
-        super().__init__(in_dim, out_dim, bias=False)
-
-    def reset_parameters(self) -> None:
-        nn.init.xavier_normal_(self.weight, gain=self.gain)
-
-
 class GraphMAE2(nn.Module):
     """Online side of GraphMAE2: encoder, decoder, projector, predictor and tokens.
 
@@ -164,8 +151,7 @@ class GraphMAE2(nn.Module):
             activation=cfg.activation, feat_drop=cfg.in_drop, attn_drop=cfg.attn_drop,
             negative_slope=cfg.negative_slope, residual=False, norm="none",
             concat_out=False, encoding=False, init=cfg.init)  # heads averaged: the output must be in_dim wide
-        self.encoder_to_decoder = (XavierLinear(hidden, hidden, gain=1.414) if cfg.init == "reference"
-                                   else nn.Linear(hidden, hidden, bias=False))
+        self.encoder_to_decoder = nn.Linear(hidden, hidden, bias=False)
         if cfg.latent_target == "batchnorm":
             self.projector = nn.Sequential(
                 nn.Linear(hidden, cfg.projector_hidden),
@@ -189,13 +175,12 @@ class GraphMAE2(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        r"""The mask tokens ``[1, d]`` start at zero (``model.init: graphmae``: a masked node
-        initially looks like an empty feature row) or xavier-normal, :math:`\mathcal N(0,
-        2 / (d + 1))` (``reference``, the official code's); the ``centre`` target's centre
-        starts at zero, as DINO's."""
-        init = nn.init.xavier_normal_ if self.cfg.init == "reference" else nn.init.zeros_
-        init(self.enc_mask_token)
-        init(self.dec_mask_token)
+        """Tokens start at zero: a masked node initially looks like an empty feature row (the
+        official code's ``zero_init`` on Cora, CiteSeer and PubMed; it draws them
+        xavier-normal, with ``encoder_to_decoder`` at gain 1.414, only on its other graphs);
+        the ``centre`` target's centre starts at zero, as DINO's."""
+        nn.init.zeros_(self.enc_mask_token)
+        nn.init.zeros_(self.dec_mask_token)
         if self.latent_centre is not None:
             self.latent_centre.zero_()
 

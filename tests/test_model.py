@@ -221,14 +221,15 @@ def test_bf16_on_a_cpu_without_native_bf16_warns(tmp_path, monkeypatch, caplog):
         "slower than float32; pass --set train.precision=fp32"]
 
 
-def test_reference_init_draws_tokens_and_encoder_to_decoder_as_the_official_code():
+def test_reference_init_changes_only_the_attention_vectors():
+    """The official code starts its tokens at zero and ``encoder_to_decoder`` at torch's
+    default on the Planetoid graphs (its ``zero_init``), as graphmae2 always does; only the
+    attention vectors' fan differs (per head there)."""
     from graphmae2.trainer import build_model
 
-    cfg = load_config(None, ["model.init=reference", "model.num_hidden=512", "model.num_heads=4"])
-    model = build_model(cfg, 2000, seed=0)
-    assert abs(float(model.enc_mask_token.std()) / (2 / 2001) ** 0.5 - 1) < 0.05
-    assert abs(float(model.dec_mask_token.std()) / (2 / 513) ** 0.5 - 1) < 0.15
-    assert abs(float(model.encoder_to_decoder.weight.std()) / (1.414 / 512 ** 0.5) - 1) < 0.02
-    default = build_model(load_config(None, ["model.num_hidden=512", "model.num_heads=4"]), 2000, seed=0)
-    assert not default.enc_mask_token.any() and not default.dec_mask_token.any()
-    assert float(default.encoder_to_decoder.weight.abs().max()) <= 1 / 512 ** 0.5  # torch's Linear default
+    over = ["model.num_hidden=512", "model.num_heads=4"]
+    ref = build_model(load_config(None, over + ["model.init=reference"]), 2000, seed=0).state_dict()
+    default = build_model(load_config(None, over), 2000, seed=0).state_dict()
+    differ = sorted(k for k in ref if not torch.equal(ref[k], default[k]))
+    assert differ == sorted(k for k in ref if k.endswith(("att_src", "att_dst")))
+    assert not ref["enc_mask_token"].any() and not ref["dec_mask_token"].any()
