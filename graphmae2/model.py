@@ -73,8 +73,9 @@ if TYPE_CHECKING:
 
 def sce_loss(pred: Tensor, target: Tensor, alpha: float) -> Tensor:
     r"""Scaled cosine error :math:`\mathrm{mean}_i (1 - \cos(p_i, t_i))^\alpha`."""
-    pred = F.normalize(pred.float(), p=2, dim=-1)  # float32 under bf16 autocast too
-    target = F.normalize(target.float(), p=2, dim=-1)
+    dtype = torch.promote_types(pred.dtype, torch.float32)  # float32 under bf16 autocast too
+    pred = F.normalize(pred.to(dtype), p=2, dim=-1)
+    target = F.normalize(target.to(dtype), p=2, dim=-1)
     return (1.0 - (pred * target).sum(-1)).pow(alpha).mean()
 
 

@@ -8,9 +8,12 @@ The transcription below is written from the paper and from what the official cod
 as the masked encoder input, the latent branch on every node against the EMA teacher, the
 re-masked decoding views and their scaled cosine errors, ``ema_update()`` inside the forward
 (before backward and the optimizer step), Adam with weight decay and the cosine
-``LambdaLR``. It is fed our initial weights and our masks, with dropout off and in float32,
-and must give the same loss and the same gradient of every parameter at every step. This is
-what keeps "faithful to the official code" true after later changes.
+``LambdaLR``. It is fed our initial weights and our masks, with dropout off. In float64 the
+first step's loss and every gradient agree element-wise to 1e-10; in float32, three steps
+through our real training loop agree in loss to 1e-5 and in every gradient to 5e-3 of its
+norm (``RTOL`` says why not element-wise), for the shipped Cora recipe and for random
+re-masking with an m = 0.996 teacher, under the official teacher timing. This is what
+keeps "faithful to the official code" true after later changes.
 """
 import math
 
@@ -25,11 +28,19 @@ from graphmae2.masking import draw_masks
 from graphmae2.trainer import build_model, train_seed
 
 STEPS = 3
-#: Absolute tolerance, relative where a gradient is above 1: under fixed re-masking a masked
-#: node whose in-neighbours are all masked decodes to exactly the decoder's bias (zero at
-#: step 0), and ``F.normalize`` of a zero row divides by its eps, 1e-12: the decoder bias's
-#: first gradient is ~5e10 in both codes (Adam's first step is ~lr whatever its size).
-ATOL = 1e-5
+#: float32, per parameter and step: ``|g_ours - g_official| <= RTOL * |g_official|`` (L2
+#: norms) and the losses within ``LOSS_ATOL``. Element-wise agreement is not float32's to
+#: give here: a masked node whose neighbourhood is all masked has exactly zero activations
+#: (zero tokens and biases), its reconstruction is the decoder's bias, and
+#: ``F.normalize`` of that zero row divides by 1e-12 (the decoder bias's first gradient is
+#: ~5e10 in both codes); the encoder biases' gradients are sums with cancellation that
+#: float32 gets to 5.5e-5 only, the official computation as ours (measured against float64);
+#: and Adam turns such rounding into full-size steps. Measured worst at steps 0/1/2:
+#: 8e-5 / 1e-3 / 1.4e-3 (attention vectors); a one-step teacher lag moves the predictor's
+#: gradient by 0.12. The float64 test below is the element-wise one, at 1e-10.
+RTOL = 5e-3
+LOSS_ATOL = 1e-5
+ATOL64 = 1e-10
 
 
 # ---------------------------------------------------------------- the transcription
@@ -40,7 +51,9 @@ def sce(x, y, alpha):
 
 
 def prelu(x, a):
-    return torch.where(x >= 0, x, a * x)
+    """``nn.PReLU``: slope ``a`` at and below zero (the official code's activation; zero
+    pre-activations are common here: a masked node whose neighbours are all masked)."""
+    return torch.where(x > 0, x, a * x)
 
 
 def gat_layer(p, src, dst, h, heads, act):
@@ -52,9 +65,9 @@ def gat_layer(p, src, dst, h, heads, act):
     el = (feat * attn_l).sum(-1)                                    # (N, H)
     er = (feat * attn_r).sum(-1)
     e = F.leaky_relu(el[src] + er[dst], 0.2)                        # (E, H), edge src -> dst
-    e_max = torch.zeros(n, heads).scatter_reduce(0, dst[:, None].expand_as(e), e, "amax", include_self=False)
+    e_max = e.new_zeros(n, heads).scatter_reduce(0, dst[:, None].expand_as(e), e, "amax", include_self=False)
     w = torch.exp(e - e_max[dst])
-    a = w / torch.zeros(n, heads).index_add(0, dst, w)[dst]         # softmax over dst's in-edges
+    a = w / w.new_zeros(n, heads).index_add(0, dst, w)[dst]         # softmax over dst's in-edges
     out = torch.zeros_like(feat).index_add(0, dst, feat[src] * a.unsqueeze(-1))
     out = out.flatten(1) + bias
     return prelu(out, slope) if act else out
@@ -228,10 +241,10 @@ def cora_row_normalised():
 
 
 def mismatches(grads, ref_grads):
-    """Parameters whose gradient differs from the official one beyond the tolerance."""
+    """Parameters whose float32 gradient differs from the official one beyond ``RTOL``."""
     assert grads.keys() == ref_grads.keys()
     return [name for name, ref in ref_grads.items()
-            if float((grads[name] - ref).abs().max()) > ATOL * max(1.0, float(ref.abs().max()))]
+            if float((grads[name] - ref).norm()) > RTOL * float(ref.norm()) + 1e-12]
 
 
 @pytest.mark.parametrize("case", sorted(PARITY_CASES))
@@ -241,15 +254,49 @@ def test_our_steps_equal_the_official_steps(case, cora_row_normalised, monkeypat
     losses, grads = run_ours(cfg, cora_row_normalised, 0, monkeypatch)
     assert len(grads) == STEPS
     for step in range(STEPS):
-        assert abs(losses[step] - ref_losses[step]) < ATOL, (step, losses[step], ref_losses[step])
+        assert abs(losses[step] - ref_losses[step]) < LOSS_ATOL, (step, losses[step], ref_losses[step])
         assert mismatches(grads[step], ref_grads[step]) == [], f"step {step}"
 
 
 def test_parity_sees_the_teacher_timing(cora_row_normalised, monkeypatch):
     """The same comparison is sensitive to a one-step teacher lag: with the teacher moved
     after the optimizer step (``ema.timing: after_step``), step 0 agrees and step 1's
-    latent branch (projector, predictor, encoder) does not."""
+    latent branch (predictor, projector) does not."""
     _, ref_grads = run_official(config([]), cora_row_normalised, 0, 2)
     _, grads = run_ours(config(["ema.timing=after_step"]), cora_row_normalised, 0, monkeypatch)
     assert mismatches(grads[0], ref_grads[0]) == []
-    assert "projector.0.weight" in mismatches(grads[1], ref_grads[1])
+    assert "predictor.1.weight" in mismatches(grads[1], ref_grads[1])
+
+
+@pytest.mark.parametrize("case", sorted(PARITY_CASES))
+def test_our_step_equals_the_official_step_in_float64(case, cora_row_normalised):
+    """The same first step in float64, where rounding cannot hide a difference: our model
+    (sparse first layer, the fast decoding paths) against the transcription."""
+    from graphmae2.ema import EMATeacher
+
+    cfg = config(PARITY_CASES[case])
+    data = cora_row_normalised
+    model = build_model(cfg, data.num_features, 0).double()
+    P = official_params(model)
+    for t in leaves(P):
+        t.requires_grad_(True)
+    T = {"encoder": [[t.detach().clone() if t is not None else None for t in layer] for layer in P["encoder"]],
+         "projector": [t.detach().clone() for t in P["projector"]]}
+    mask, remasks = draw_masks(cfg.model, 0, 0, data.num_nodes)
+    x = data.x.double()
+    src, dst = data.graph.edges()
+    ref_loss = official_step(P, T, x, src, dst, mask.mask_nodes, remasks, cfg.model)
+    ref_loss.backward()
+    ref_grads = as_ours(map_tree(P, lambda t: torch.zeros_like(t) if t.grad is None else t.grad))
+    model.train()
+    teacher = EMATeacher(model.ema_source())
+    teacher.module.train()
+    out = model(data.graph, x, teacher, mask, remasks, sparse_input=True)
+    out["loss"].backward()
+    grads = {n: torch.zeros_like(p) if p.grad is None else p.grad for n, p in model.named_parameters()}
+    assert abs(out["loss"].item() - ref_loss.item()) < ATOL64
+    assert grads.keys() == ref_grads.keys()
+    bad = [n for n, ref in ref_grads.items()
+           if float((grads[n] - ref).abs().max()) > ATOL64 * max(1.0, float(ref.abs().max()))]
+    assert bad == []
+
