@@ -93,6 +93,7 @@ def test_minibatch_cli_run(tmp_path, capsys):
     assert list((tmp_path / "cache" / "ego").glob("ego-*.npz"))
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_agree_with_one(tmp_path):
     """Two gloo ranks: teacher digests equal across ranks, and the loss trace equals one
     process on the same global batches to 1e-4 relative. Same ego-graphs and per-ego

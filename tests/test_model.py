@@ -142,6 +142,7 @@ def test_teacher_dropout_sets_the_teachers_mode_during_steps_only(cora, teacher_
     assert other.losses[0] != result.losses[0]
 
 
+@pytest.mark.slow
 def test_loss_falls_and_probe_beats_random_features(cora):
     """Budget: hidden 64, 40 epochs. The probe on the learned embedding must beat the
     same probe on random Gaussian features of the same width by at least 0.30."""

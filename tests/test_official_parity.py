@@ -27,6 +27,8 @@ from graphmae2.datasets import load_data
 from graphmae2.masking import draw_masks
 from graphmae2.trainer import build_model, train_seed
 
+pytestmark = pytest.mark.slow  # Cora at full width: ~60 s for the module
+
 STEPS = 3
 #: float32, per parameter and step: ``|g_ours - g_official| <= RTOL * |g_official|`` (L2
 #: norms) and the losses within ``LOSS_ATOL``. Element-wise agreement is not float32's to

@@ -11,7 +11,7 @@ from conftest import tiny_overrides
 import graphmae2
 from graphmae2.cli import main
 from graphmae2.config import Config, load_config
-from graphmae2.datasets import NodeDataset, load_data, read_data, read_graph_file
+from graphmae2.datasets import NodeDataset, load_data, read_graph_file
 from graphmae2.model import GraphMAE2
 from graphmae2.pretrained import PretrainedEncoder
 
@@ -96,7 +96,7 @@ def test_npz_file_loads_through_the_data_config(tmp_path):
     np.savez(tmp_path / "my_graph.npz", **a)
     cfg = Config.from_dict({"data": {"dataset": "npz", "path": str(tmp_path / "my_graph.npz"),
                                      "feature_norm": "row"}})
-    raw, scaled = read_data(cfg.data), load_data(cfg.data)
+    raw, scaled = load_data(cfg.data, scale=False), load_data(cfg.data)
     assert raw.name == "my_graph" and raw.num_classes == 2
     assert torch.equal(raw.x, torch.from_numpy(a["x"]))
     assert torch.allclose(scaled.x.sum(1), torch.ones(12))
@@ -138,11 +138,11 @@ def test_npz_with_object_arrays_is_refused_without_unpickling(tmp_path):
 
 def test_data_config_errors_name_the_key(tmp_path):
     with pytest.raises(ValueError, match="data.dataset=npz: set data.path to your .npz or .pt graph file"):
-        read_data(load_config(None, ["data.dataset=npz"]).data)
+        load_data(load_config(None, ["data.dataset=npz"]).data)
     with pytest.raises(ValueError, match=r"data.path=g.npz is read only with data.dataset=npz, not data.dataset=cora"):
-        read_data(load_config(None, ["data.path=g.npz"]).data)
+        load_data(load_config(None, ["data.path=g.npz"]).data)
     with pytest.raises(FileNotFoundError, match="data.path=.*missing.npz: no such file"):
-        read_data(load_config(None, ["data.dataset=npz", f"data.path={tmp_path / 'missing.npz'}"]).data)
+        load_data(load_config(None, ["data.dataset=npz", f"data.path={tmp_path / 'missing.npz'}"]).data)
     (tmp_path / "g.csv").write_text("0,1\n")
     with pytest.raises(ValueError, match=r"unknown file type '.csv'; allowed: .npz, .pt"):
         read_graph_file(tmp_path / "g.csv")

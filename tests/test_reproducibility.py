@@ -80,6 +80,7 @@ def _cli(*args, **kw):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     sets = tiny_overrides(**{"model.num_hidden": 64, "model.num_heads": 4,
                              "train.max_epoch": 60, "train.checkpoint_every": 5})
@@ -108,6 +109,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     assert a["test_acc"] == b["test_acc"] and a["final_loss"] == b["final_loss"]
 
 
+@pytest.mark.slow
 def test_verify_determinism_exit_codes(tmp_path, capsys, monkeypatch):
     sets = tiny_overrides(**{"train.max_epoch": 2})
     rc = main(["--config", "cora.yaml", "--verify-determinism", "--out", str(tmp_path), "--set", *sets])

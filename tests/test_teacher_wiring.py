@@ -103,6 +103,7 @@ def test_the_reference_targets_collapse_is_said_once_as_expected_and_standardise
     assert [(r.levelno, r.message) for r in said] == [(logging.WARNING, "latent targets collapsed at 0")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["centre", "standardise", "whiten"])
 def test_torchrun_two_ranks_keep_one_teacher_with_new_targets_and_drop_edge(target, tmp_path):
     """Two gloo ranks, each standardising (or centring) over its own batch's latent nodes

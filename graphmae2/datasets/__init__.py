@@ -8,10 +8,9 @@ OGB graphs, and your own graph (arrays, a ``.npz``/``.pt`` file, a PyG or DGL ob
 """
 from .convert import as_node_dataset
 from .graph_file import read_graph_file
-from .loader import KNOWN_DATASETS, feature_matrix, load_data, load_dataset, read_data
+from .loader import KNOWN_DATASETS, feature_matrix, load_data, load_dataset
 from .node_dataset import NodeDataset
 from .planetoid import PLANETOID_URL, DownloadError, fetch_planetoid, read_planetoid_raw
 
 __all__ = ["KNOWN_DATASETS", "PLANETOID_URL", "DownloadError", "NodeDataset", "as_node_dataset",
-           "feature_matrix", "fetch_planetoid", "load_data", "load_dataset", "read_data",
-           "read_graph_file", "read_planetoid_raw"]
+           "feature_matrix", "fetch_planetoid", "load_data", "load_dataset", "read_graph_file", "read_planetoid_raw"]

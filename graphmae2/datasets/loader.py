@@ -5,8 +5,8 @@ files shipped in the package (no network, no scipy); PubMed is downloaded on fir
 (see :mod:`graphmae2.datasets.planetoid.download`). ``load_data`` takes the whole ``data`` config
 and is what training, sweeps, embedding export and benchmarks call: Planetoid, the
 synthetic graph, OGB raw files, your own graph file (``data.dataset: npz``) or an object
-handed to it (a PyG ``Data``, a DGL graph, ...), with ``data.feature_norm`` applied.
-``read_data`` is the same without the scaling, for code that scales later (a loaded
+handed to it (a PyG ``Data``, a DGL graph, ...), with ``data.feature_norm`` applied
+(``scale=False`` leaves the features as stored, for code that scales later: a loaded
 encoder scales its input itself).
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ from .planetoid import PACKAGED, fetch_planetoid, load_packaged, read_planetoid_
 if TYPE_CHECKING:
     from ..config import DataConfig
 
-__all__ = ["KNOWN_DATASETS", "feature_matrix", "load_data", "load_dataset", "read_data"]
+__all__ = ["KNOWN_DATASETS", "feature_matrix", "load_data", "load_dataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def load_dataset(name: str, root: Union[str, Path, None] = None,
     return dataset
 
 
-def read_data(cfg: "DataConfig") -> NodeDataset:
+def _read_data(cfg: "DataConfig") -> NodeDataset:
     """The dataset ``data.dataset`` names, features as stored (unscaled).
 
     ``data.dataset`` is a Planetoid name (shipped or downloaded), ``synthetic`` (sized by
@@ -98,17 +98,17 @@ def read_data(cfg: "DataConfig") -> NodeDataset:
     return load_dataset(cfg.dataset, root=cfg.root)
 
 
-def load_data(cfg: "DataConfig", source: Any = None) -> NodeDataset:
-    """The training dataset: ``source`` when given, else the one ``data.dataset`` names
-    (:func:`read_data`), with its features scaled by ``data.feature_norm`` (exactly once:
-    pass unscaled data).
+def load_data(cfg: "DataConfig", source: Any = None, scale: bool = True) -> NodeDataset:
+    """The training dataset: ``source`` when given, else the one ``data.dataset`` names,
+    with its features scaled by ``data.feature_norm`` (exactly once: pass unscaled data;
+    ``scale=False``: as stored).
 
     ``source`` is a :class:`NodeDataset` or anything
     :func:`~graphmae2.datasets.as_node_dataset` converts: a PyG ``Data``, a DGL graph
     with ``ndata["feat"]``, or a ``(graph, x)`` pair.
     """
-    data = read_data(cfg) if source is None else as_node_dataset(source)
-    return dataclasses.replace(data, x=normalize_features(data.x, cfg.feature_norm))
+    data = _read_data(cfg) if source is None else as_node_dataset(source)
+    return dataclasses.replace(data, x=normalize_features(data.x, cfg.feature_norm)) if scale else data
 
 
 def feature_matrix(cfg: "DataConfig", data: NodeDataset) -> Any:
