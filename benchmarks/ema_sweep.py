@@ -1,4 +1,4 @@
-"""Table and plot of an ``ema.momentum`` x ``model.latent_target`` sweep (docs/ema_sweep.md).
+"""Table and plot of an ``ema.momentum`` x ``model.latent_target`` sweep (docs/teacher.md).
 
     python train.py --config cora.yaml --sweep ema.momentum=0,0.9,0.99,0.996,0.999,1 \\
         --sweep model.latent_target=reference,standardise --seeds 0 1 2 3 4 \\

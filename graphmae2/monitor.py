@@ -68,7 +68,7 @@ STAT_KEYS = ("std", "eff_rank_online", "teacher_eff_rank", "param_cosine")
 TEACHER_OUTPUT_KEYS = ("teacher_eff_rank_centred", "teacher_cos_to_mean")
 
 #: Warn when the centred effective rank of the latent targets is below this fraction of
-#: their width. Measured on Cora (1024 wide, 100 epochs, docs/ema_sweep.md): the
+#: their width. Measured on Cora (1024 wide, 100 epochs, docs/teacher.md): the
 #: reference target's centred rank is 3-9 from epoch 25 on (0.3-0.9 %); in the first
 #: epochs it is ~150, and the cosine test below catches those.
 TARGET_RANK_FRACTION = 0.01
