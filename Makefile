@@ -53,17 +53,17 @@ $(DGL_STAMP):
 test-dgl: $(DGL_STAMP)
 	DGLBACKEND=pytorch PYTHONPATH=$(CURDIR) $(DGL_VENV)/bin/python -m pytest -q tests/dgl
 
-# The official GraphMAE2 code against graphmae2, side by side (benchmarks/reference_epoch_time.py).
+# The official GraphMAE2 code against graphmae2, side by side (benchmarks/reference/reference_epoch_time.py).
 # REF is a checkout of THUDM/GraphMAE2 at commit bc473e8, e.g.
 #   git clone https://github.com/THUDM/GraphMAE2 ref && git -C ref checkout bc473e8
 # It runs in its own venv: the DGL lock plus what the official code imports beyond it
-# (benchmarks/reference-requirements.txt). Not in the DGL test venv, because `import dgl` imports
+# (benchmarks/reference/reference-requirements.txt). Not in the DGL test venv, because `import dgl` imports
 # ogb when it is installed, and ogb then checks PyPI for its own version. The stamp is named after
 # both locks, so editing either rebuilds it. The graphmae2 rows run under this venv's torch 2.2.1
 # (the reference's) and under .venv's torch 2.13 (graphmae2's pin);
 # GRAPHMAE2_PY=/path/to/python uses another interpreter with torch 2.13 instead of building .venv.
 REF_VENV   ?= $(HOME)/.cache/graphmae2/dgl-reference-venv
-REF_LOCK   := benchmarks/reference-requirements.txt
+REF_LOCK   := benchmarks/reference/reference-requirements.txt
 REF_STAMP   = $(REF_VENV)/.installed-$(shell cat $(DGL_LOCK) $(REF_LOCK) | sha256sum | cut -c1-16)
 BENCH_ARGS ?= --rounds 3 --epochs 10 --warmup 2
 GRAPHMAE2_PY ?=
@@ -74,10 +74,10 @@ $(REF_STAMP):
 	$(REF_VENV)/bin/python -m pip install --quiet --no-deps --only-binary=:all: -r $(DGL_LOCK) -r $(REF_LOCK)
 	touch $@
 
-# The venv alone, for benchmarks/reference_accuracy.py (the official code's own accuracy).
+# The venv alone, for benchmarks/reference/reference_accuracy.py (the official code's own accuracy).
 reference-venv: $(REF_STAMP)
 
 bench-reference: $(REF_STAMP) $(if $(GRAPHMAE2_PY),,$(STAMP))
 	@test -f "$(REF)/main_full_batch.py" || { echo "REF=/path/to/GraphMAE2 checkout (bc473e8) is required"; exit 2; }
-	DGLBACKEND=pytorch PYTHONPATH=$(CURDIR) $(REF_VENV)/bin/python benchmarks/reference_epoch_time.py \
+	DGLBACKEND=pytorch PYTHONPATH=$(CURDIR) $(REF_VENV)/bin/python benchmarks/reference/reference_epoch_time.py \
 		--reference $(REF) --graphmae2-python $(REF_VENV)/bin/python $(BENCH_PY) $(BENCH_ARGS)

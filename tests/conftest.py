@@ -95,13 +95,13 @@ def run_torchrun(args, *, cwd, env, nproc=2, timeout=600):
 
 
 def load_benchmark(name: str, folder_name: str = "benchmarks") -> ModuleType:
-    """``benchmarks/<name>.py`` (or ``<folder_name>/<name>.py``) imported as a module (the
-    folder is not a package; it goes on ``sys.path`` as it does when a script there runs,
-    so scripts can import each other)."""
-    folder = Path(__file__).resolve().parents[1] / folder_name
-    if str(folder) not in sys.path:
-        sys.path.append(str(folder))
-    path = folder / f"{name}.py"
+    """``<name>.py`` under ``benchmarks/`` (any task folder) or ``<folder_name>/``,
+    imported as a module (the folder is not a package; it goes on ``sys.path`` as it does
+    when a script there runs, so scripts can import their neighbours)."""
+    root = Path(__file__).resolve().parents[1] / folder_name
+    path = next(root.rglob(f"{name}.py"))
+    if str(path.parent) not in sys.path:
+        sys.path.append(str(path.parent))
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

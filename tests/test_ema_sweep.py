@@ -1,4 +1,5 @@
-"""benchmarks/ema_sweep.py: the loss columns (the last logged loss/rec and loss/latent of a seed) and the table."""
+"""benchmarks/accuracy/ema_sweep.py: the loss columns (the last logged loss/rec and loss/latent of a seed)
+and the table."""
 import math
 
 from conftest import load_benchmark

@@ -1,4 +1,4 @@
-"""benchmarks/probe_selection.py: validation halves, selection, and the probe of a real run
+"""benchmarks/accuracy/probe_selection.py: validation halves, selection, and the probe of a real run
 probed again (it must reproduce the run's result.json, or the script stops)."""
 import json
 

@@ -1,4 +1,4 @@
-"""benchmarks/reference_accuracy.py: reading the official script's final probe, and the table."""
+"""benchmarks/reference/reference_accuracy.py: reading the official script's final probe, and the table."""
 import pytest
 from conftest import load_benchmark
 

@@ -1,4 +1,4 @@
-"""benchmarks/screen.py: job order and the ranked, paired summary table (no runs started)."""
+"""benchmarks/accuracy/screen.py: job order and the ranked, paired summary table (no runs started)."""
 import pytest
 from conftest import load_benchmark
 

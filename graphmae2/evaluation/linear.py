@@ -73,7 +73,7 @@ def probe_curves(embeddings: Tensor, labels: Tensor, train_mask: Tensor, masks: 
 
     :func:`linear_probe` selects an epoch from the validation curve; other selections (an
     epoch chosen on one part of the validation nodes and scored on the other,
-    ``benchmarks/probe_selection.py``) read the same curves. Arguments as in
+    ``benchmarks/accuracy/probe_selection.py``) read the same curves. Arguments as in
     :func:`linear_probe`; each of ``masks`` is checked like the validation mask.
     """
     max_epoch = check_positive_int("max_epoch", max_epoch)

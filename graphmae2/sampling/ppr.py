@@ -26,7 +26,7 @@ orders its ego-graphs: it favours low-degree nodes close to the seed over hubs, 
 plain PPR ranks high because a walk reaches them from everywhere. (The reference orders
 by that product but *selects* its ``k`` nodes by the unnormalised estimate, the rule of
 the default ``rank="score"``, on its own push: lazy ACL, at most 1000 pushes, estimate
-``p`` only; ``benchmarks/ego_rank_overlap.py`` measures how far the sets lie apart.)
+``p`` only; ``benchmarks/scaling/ego_rank_overlap.py`` measures how far the sets lie apart.)
 
 Deviations from the paper, and why:
 
@@ -82,7 +82,7 @@ RANKS = ("score", "degree")
 
 # Seeds pushed together. Larger batches amortise numpy's per-call overhead, but the
 # scratch arrays are [B, nodes touched by the batch], i.e. grow as B^2; on a 1M-node
-# graph 4 to 8 was fastest (benchmarks/ego_graphs.py) and 16 or more slower.
+# graph 4 to 8 was fastest (benchmarks/scaling/ego_graphs.py) and 16 or more slower.
 DEFAULT_BATCH_SIZE = 8
 _TASK_BATCHES = 16  # batches per task sent to a worker: fewer messages, same order
 

@@ -2,7 +2,7 @@
 statistics of its encoder output: to set a short graphmae2 run beside it.
 
     DGLBACKEND=pytorch OMP_NUM_THREADS=1 OUTDATED_IGNORE=1 ~/.cache/graphmae2/dgl-reference-venv/bin/python \\
-        benchmarks/reference_short_run.py --reference /path/to/THUDM-GraphMAE2 --epochs 100 --seed 0
+        benchmarks/reference/reference_short_run.py --reference /path/to/THUDM-GraphMAE2 --epochs 100 --seed 0
 
 Its own modules build, train and probe the model (``build_model``, ``PreModel.forward``,
 its optimizer, cosine schedule and ``linear_probing_full_batch``, with its Cora config);

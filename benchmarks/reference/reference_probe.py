@@ -2,7 +2,7 @@
 Cora data: whether the probe or the data explain a difference in accuracy.
 
     DGLBACKEND=pytorch OMP_NUM_THREADS=1 OUTDATED_IGNORE=1 ~/.cache/graphmae2/dgl-reference-venv/bin/python \\
-        benchmarks/reference_probe.py --reference /path/to/THUDM-GraphMAE2 --run RUN_DIR/seed-0 --probe-seeds 0 1 2
+        benchmarks/reference/reference_probe.py --reference REF --run RUN_DIR/seed-0 --probe-seeds 0 1 2
 
 Prints whether DGL's ``CoraGraphDataset`` (as the official ``load_small_dataset`` returns
 it) and graphmae2's packaged Cora agree (features after row normalisation, labels, the

@@ -1,9 +1,9 @@
 """Where a full-batch pre-training epoch spends its CPU time: ``torch.profiler`` over a few
-epochs of ``benchmarks/epoch_time.py``'s loop, operators ranked by self time, and the
+epochs of ``benchmarks/speed/epoch_time.py``'s loop, operators ranked by self time, and the
 share of dense matmuls, sparse products and the rest.
 
-    python benchmarks/profile_epoch.py --config cora.yaml --set train.precision=fp32
-    python benchmarks/profile_epoch.py --config cora.yaml --set train.precision=bf16 --top 20
+    python benchmarks/speed/profile_epoch.py --config cora.yaml --set train.precision=fp32
+    python benchmarks/speed/profile_epoch.py --config cora.yaml --set train.precision=bf16 --top 20
 
 The process first runs ``--warmup`` epochs unprofiled (kernel caches, allocator), then
 profiles ``--epochs`` epochs; those include building a fresh model and optimizer once

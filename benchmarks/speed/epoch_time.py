@@ -1,9 +1,9 @@
 """Pre-training epoch time on a dataset: median of N epochs after warm-up, peak memory,
 and the ratio against a plain dense implementation of the same model in the same run.
 
-    python benchmarks/epoch_time.py --config cora.yaml --epochs 20
-    python benchmarks/epoch_time.py --config cora.yaml --device cuda --deterministic both
-    python benchmarks/epoch_time.py --config cora.yaml --set model.remask_method=random
+    python benchmarks/speed/epoch_time.py --config cora.yaml --epochs 20
+    python benchmarks/speed/epoch_time.py --config cora.yaml --device cuda --deterministic both
+    python benchmarks/speed/epoch_time.py --config cora.yaml --set model.remask_method=random
 
 "Plain dense" = the same GraphMAE2 with dense first-layer input and one decoder pass per
 view (no shared projection), i.e. what a direct transcription of the paper computes.

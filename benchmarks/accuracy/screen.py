@@ -1,12 +1,12 @@
 """Screen config variants over seeds, every (variant, seed) in its own process, and rank
 the variants by mean validation accuracy (the test column is reported, never ranked on).
 
-    python benchmarks/screen.py --dataset citeseer --seeds 0 1 2 3 4 --device cuda --jobs 30 \\
+    python benchmarks/accuracy/screen.py --dataset citeseer --seeds 0 1 2 3 4 --device cuda --jobs 30 \\
         --variant base= --variant m0="ema.momentum=0" --variant rand="model.remask_method=random"
 
 A variant is ``NAME=OVERRIDES``: a space-separated list of ``section.key=value`` applied on
 top of ``configs/<dataset>.yaml`` (``NAME=`` is the config as shipped). Each process runs
-``benchmarks/accuracy.py`` for one seed into ``--out/<name>/seed-<s>``, with one thread
+``benchmarks/accuracy/accuracy.py`` for one seed into ``--out/<name>/seed-<s>``, with one thread
 (``OMP_NUM_THREADS=1``), so ``--jobs`` processes share the machine; on one GPU they share
 it by time-slicing. Finished (variant, seed) pairs are skipped, so an interrupted screen
 resumes where it stopped; seeds run in order, every variant's seed before the next seed, so a

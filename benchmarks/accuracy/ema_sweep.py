@@ -3,7 +3,7 @@
     python train.py --config cora.yaml --sweep ema.momentum=0,0.9,0.99,0.996,0.999,1 \\
         --sweep model.latent_target=reference,standardise --seeds 0 1 2 3 4 \\
         --set model.remask_method=random train.max_epoch=100 train.monitor_every=25
-    python benchmarks/ema_sweep.py runs/cora-sweep-* --plot docs/ema_sweep.png
+    python benchmarks/accuracy/ema_sweep.py runs/cora-sweep-* --plot docs/ema_sweep.png
 
 For every point and seed it reads ``result.json`` (probe accuracies and the trainer's
 collapse monitor: the teacher output's centred rank during training) and, from the

@@ -1,8 +1,9 @@
 """Re-run the linear probe of finished runs with other probe settings, without
 pre-training again: one row per setting, mean ± std over the runs' seeds.
 
-    python benchmarks/reprobe.py runs/cora-20261126-005400 --variants "" "eval.ties=last" "eval.lr=0.025 eval.ties=last"
-    python benchmarks/reprobe.py runs/citeseer-20261125-145255 --grids "[0.01]" "[1e-3, 0.01, 0.05, 0.1]"
+    python benchmarks/accuracy/reprobe.py runs/cora-20261126-005400 \
+        --variants "" "eval.ties=last" "eval.lr=0.025 eval.ties=last"
+    python benchmarks/accuracy/reprobe.py runs/citeseer-20261125-145255 --grids "[0.01]" "[1e-3, 0.01, 0.05, 0.1]"
 
 Each ``seed-*/checkpoint.pt`` under the given run directories is loaded with
 ``load_encoder`` (raw features, scaled as the run was trained), embedded once, and probed

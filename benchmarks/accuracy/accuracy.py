@@ -1,7 +1,7 @@
 """Linear-probe accuracy of the shipped configs over several seeds, with wall time.
 
-    python benchmarks/accuracy.py --datasets cora citeseer --seeds 0 1 2 3 4
-    python benchmarks/accuracy.py --datasets cora --seeds 0 1 2 3 4 --set train.max_epoch=500
+    python benchmarks/accuracy/accuracy.py --datasets cora citeseer --seeds 0 1 2 3 4
+    python benchmarks/accuracy/accuracy.py --datasets cora --seeds 0 1 2 3 4 --set train.max_epoch=500
 
 Each dataset runs `configs/<dataset>.yaml` (plus any --set overrides) through the same code
 path as `python train.py`, into `--out` (default runs/accuracy), and prints one Markdown

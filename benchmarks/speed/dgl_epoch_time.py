@@ -3,7 +3,7 @@
 same hyperparameters, same torch. Run it in the pinned DGL environment (``make test-dgl``
 builds it):
 
-    PYTHONPATH=. ~/.cache/graphmae2/dgl-venv/bin/python benchmarks/dgl_epoch_time.py --config cora.yaml
+    PYTHONPATH=. ~/.cache/graphmae2/dgl-venv/bin/python benchmarks/speed/dgl_epoch_time.py --config cora.yaml
 
 The DGL step follows the paper and the reference's choices: 2-layer GAT encoder,
 1-layer GAT decoder on every node with the masked rows zeroed (fixed re-masking) or, for
@@ -119,7 +119,7 @@ def dgl_worker(cfg_name, overrides, epochs, warmup, queue):
 
 
 def graphmae2_worker(cfg_name, overrides, epochs, warmup, queue):
-    from epoch_time import time_epochs  # the same timed loop as benchmarks/epoch_time.py
+    from epoch_time import time_epochs  # the same timed loop as benchmarks/speed/epoch_time.py
 
     from graphmae2.config import load_config
     from graphmae2.datasets import load_data

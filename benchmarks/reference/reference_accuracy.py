@@ -3,7 +3,7 @@ run unmodified with its own config and its own linear probe, one process per see
 
     make reference-venv                                   # the venv make bench-reference uses
     DGLBACKEND=pytorch OMP_NUM_THREADS=1 ~/.cache/graphmae2/dgl-reference-venv/bin/python \\
-        benchmarks/reference_accuracy.py --reference /path/to/THUDM-GraphMAE2 --seeds 0 1 --workers 2
+        benchmarks/reference/reference_accuracy.py --reference /path/to/THUDM-GraphMAE2 --seeds 0 1 --workers 2
 
 ``--reference`` is a checkout of https://github.com/THUDM/GraphMAE2 at commit bc473e8.
 Each seed runs ``python main_full_batch.py --dataset D --use_cfg --device -1 --seeds S``

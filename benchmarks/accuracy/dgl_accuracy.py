@@ -2,7 +2,7 @@
 ``GATConv`` in the pinned DGL environment (``make test-dgl`` builds it):
 
     DGLBACKEND=pytorch PYTHONPATH=. OMP_NUM_THREADS=1 ~/.cache/graphmae2/dgl-venv/bin/python \\
-        benchmarks/dgl_accuracy.py --seeds 0 1
+        benchmarks/accuracy/dgl_accuracy.py --seeds 0 1
 
 The recipe is the one the authors' ``configs/cora.yaml`` and full-batch script give, as
 read from them (written here, not copied): DGL's row-normalised Planetoid features, GAT

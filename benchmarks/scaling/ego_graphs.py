@@ -1,8 +1,8 @@
 """Ego-graphs of every node of a large synthetic graph: time, peak memory, seeds per second.
 
-    python benchmarks/ego_graphs.py --workers 2                      # 1M nodes, 10M edges
-    python benchmarks/ego_graphs.py --nodes 100000 --edges 1000000 --seeds 20000
-    python benchmarks/ego_graphs.py --nodes 169343 --edges 1166243 --k 64 --seeds 4096 --assemble 8
+    python benchmarks/scaling/ego_graphs.py --workers 2                      # 1M nodes, 10M edges
+    python benchmarks/scaling/ego_graphs.py --nodes 100000 --edges 1000000 --seeds 20000
+    python benchmarks/scaling/ego_graphs.py --nodes 169343 --edges 1166243 --k 64 --seeds 4096 --assemble 8
 
 ``--assemble N`` also times the assembly of N training batches (``--batch-egos`` ego-graphs
 each, as ``data.batch_size``) from the ego-graphs computed: the induced subgraphs' disjoint

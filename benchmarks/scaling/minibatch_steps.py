@@ -2,7 +2,7 @@
 (``graphmae2.trainer.train_seed`` over ``EgoBatches``) on an ogbn-arxiv-sized synthetic
 graph, for several ``data.num_workers``.
 
-    python benchmarks/minibatch_steps.py --steps 20 --workers 0 1
+    python benchmarks/scaling/minibatch_steps.py --steps 20 --workers 0 1
 
 Ego-graphs are computed once and cached under ``--root``; each measured run trains
 ``--steps`` optimizer steps (one truncated epoch) from scratch, timed from the first batch

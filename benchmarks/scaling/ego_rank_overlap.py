@@ -1,8 +1,8 @@
 """How far apart are the ego-graphs of our PPR ranking, the degree-normalised ranking,
 and the GraphMAE2 reference's procedure, and what does each cost?
 
-    python benchmarks/ego_rank_overlap.py                                   # Cora, every node
-    python benchmarks/ego_rank_overlap.py --dataset synthetic --nodes 100000 --edges 1000000 --seeds 500
+    python benchmarks/scaling/ego_rank_overlap.py                                   # Cora, every node
+    python benchmarks/scaling/ego_rank_overlap.py --dataset synthetic --nodes 100000 --edges 1000000 --seeds 500
 
 Sets compared per seed (the seed itself left out), by Jaccard overlap |A & B| / |A | B|:
 

@@ -3,7 +3,7 @@ pre-training epochs, alternating rounds, each run in its own process.
 
     make bench-reference REF=/path/to/THUDM-GraphMAE2        # builds the venv, then runs this
     DGLBACKEND=pytorch PYTHONPATH=. ~/.cache/graphmae2/dgl-reference-venv/bin/python \\
-        benchmarks/reference_epoch_time.py --reference /path/to/THUDM-GraphMAE2 --rounds 3 --epochs 20
+        benchmarks/reference/reference_epoch_time.py --reference /path/to/THUDM-GraphMAE2 --rounds 3 --epochs 20
 
 ``--reference`` is a checkout of https://github.com/THUDM/GraphMAE2 at commit bc473e8
 (``git archive bc473e8 | tar -x -C DIR``). Its files are neither edited nor copied: the
@@ -24,7 +24,7 @@ Planetoid raw files under the names DGL's ``CoraGraphDataset`` looks for
 
 graphmae2 runs ``--config`` (default ``configs/cora.yaml``, the authors' Cora recipe;
 the mapping of every hyperparameter is in docs/performance.md) through the same timed
-loop as ``benchmarks/epoch_time.py``, once per ``--precision`` and per interpreter in
+loop as ``benchmarks/speed/epoch_time.py``, once per ``--precision`` and per interpreter in
 ``--graphmae2-python`` (default: this one, so the same torch as the reference; ``make
 bench-reference`` adds graphmae2's own ``.venv``, torch 2.13).
 
@@ -47,7 +47,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_PLANETOID = REPO.parent / "shared" / "datasets" / "planetoid"
 DEFAULT_STAGING = Path.home() / ".cache" / "graphmae2" / "reference-dgl-data"
 PLANETOID_PARTS = ("x", "y", "tx", "ty", "allx", "ally", "graph", "test.index")
@@ -143,10 +143,10 @@ def reference_worker(reference: Path, planetoid: Path, staging: Path, epochs: in
 
 
 def graphmae2_worker(config: str, overrides: List[str], epochs: int, warmup: int) -> Dict[str, Any]:
-    """Time graphmae2's epochs with ``benchmarks/epoch_time.py``'s loop, then count one step's FLOPs."""
+    """Time graphmae2's epochs with ``benchmarks/speed/epoch_time.py``'s loop, then count one step's FLOPs."""
     import torch
 
-    sys.path.insert(0, str(REPO / "benchmarks"))
+    sys.path.insert(0, str(REPO / "benchmarks" / "speed"))
     from epoch_time import time_epochs
 
     import graphmae2

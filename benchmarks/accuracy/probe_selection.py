@@ -2,7 +2,7 @@
 linear probe's validation accuracy at its selected epoch against a held-out one, for the
 finished runs of a screen, paired by seed. Nothing is pre-trained again.
 
-    python benchmarks/probe_selection.py runs/i19-cora10 --halvings 20
+    python benchmarks/accuracy/probe_selection.py runs/i19-cora10 --halvings 20
 
 The probe reports ``val_acc`` at the epoch of best validation accuracy, so ``val_acc`` is
 the maximum of a noisy curve: it is biased upwards, and more so for a curve that wanders
@@ -15,7 +15,7 @@ nodes that did not choose its epoch. Test accuracy at the same selected epochs i
 reported beside it; it takes no part in any choice.
 
 Each ``<variant>/seed-<s>/*/seed-<s>/checkpoint.pt`` under the screen directory
-(``benchmarks/screen.py --out``) is loaded with ``load_encoder``, embedded once, and
+(``benchmarks/accuracy/screen.py --out``) is loaded with ``load_encoder``, embedded once, and
 probed once with the run's ``eval`` settings (``eval.weight_decay_grid`` is not
 supported); the probe's own ``val_acc``/``test_acc`` must equal the run's ``result.json``,
 or the script stops.
@@ -122,7 +122,7 @@ def table(found: Dict[str, Dict[int, Dict[str, float]]], base: str = "") -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("screen", type=Path, help="a benchmarks/screen.py --out directory")
+    p.add_argument("screen", type=Path, help="a benchmarks/accuracy/screen.py --out directory")
     p.add_argument("--halvings", type=int, default=20, help="random halvings of the validation nodes")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the halvings (the same for every run)")
     p.add_argument("--base", default="", help="the variant the others are paired with (default: first by name)")
