@@ -93,14 +93,25 @@ def test_gat_stack_shapes_and_gradients(random_graph, norm, activation):
     assert x.grad is not None and all(p.grad is not None for p in net.parameters())
 
 
-def test_gat_forward_views_equals_separate_forwards(random_graph):
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_gat_forward_views_equals_separate_forwards_in_float64(random_graph, num_layers):
+    """The shared-view decoding (one projection for every view) against the plain path:
+    each view decoded from its own re-masked copy; outputs and gradients."""
     torch.manual_seed(0)
-    net = GAT(6, 5, 6, num_layers=1, num_heads=1, num_out_heads=1, encoding=False).eval()
-    x, token = torch.randn(random_graph.num_nodes, 6), torch.randn(1, 6)
+    net = GAT(6, 5, 6, num_layers=num_layers, num_heads=2, num_out_heads=1, encoding=False).double().eval()
+    x = torch.randn(random_graph.num_nodes, 6, dtype=torch.float64, requires_grad=True)
+    token = torch.randn(1, 6, dtype=torch.float64, requires_grad=True)
     views = [torch.tensor([0, 3, 5]), torch.tensor([1, 2])]
     shared = net.forward_views(random_graph, x, views, token)
-    for nodes, out in zip(views, shared):
-        assert torch.allclose(out, net(random_graph, feature_rows.replace_rows(x, nodes, token)), atol=1e-6)
+    plain = [net(random_graph, feature_rows.replace_rows(x, nodes, token)) for nodes in views]
+    for a, b in zip(shared, plain):
+        assert torch.allclose(a, b, rtol=0, atol=1e-12)
+    probe = [torch.randn(o.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(i))
+             for i, o in enumerate(plain)]
+    g_shared = torch.autograd.grad(sum((o * p).sum() for o, p in zip(shared, probe)), [x, token])
+    g_plain = torch.autograd.grad(sum((o * p).sum() for o, p in zip(plain, probe)), [x, token])
+    for a, b in zip(g_shared, g_plain):
+        assert torch.allclose(a, b, rtol=0, atol=1e-12)
 
 
 def test_gcn_equals_symmetric_normalised_dense_product(random_graph):
