@@ -33,7 +33,7 @@ def main() -> None:
         cfg = load_config(f"{name}.yaml", [*args.overrides, f"train.seeds={args.seeds}"])
         run_dir = new_run_dir(Path(args.out), name)
         tic = time.perf_counter()
-        m = run_experiment(cfg, run_dir, torch.device(args.device), progress=True)
+        m = run_experiment(cfg, run_dir, torch.device(args.device), progress=True).summary
         wall = time.perf_counter() - tic
         rows.append(f"| {name} | {m['test_acc_mean']:.4f} ± {m['test_acc_std']:.4f} | "
                     f"{' '.join(map(str, args.seeds))} | {cfg.train.max_epoch} | {wall / 60:.1f} min | `{run_dir}` |")
