@@ -189,12 +189,21 @@ def run_reference(reference: Path, planetoid: Path, staging: Path, seed: int, da
     flags), on the CPU, for one seed. Also used by ``reference_accuracy.py``."""
     import runpy
 
-    stage_planetoid(planetoid, staging, dataset)
-    os.environ["DGL_DOWNLOAD_DIR"] = str(staging)
-    os.chdir(reference)  # load_best_configs reads configs/<dataset>.yaml from the cwd
-    sys.path.insert(0, str(reference))
+    enter_reference(reference, planetoid, staging, dataset)
     sys.argv = ["main_full_batch.py", "--dataset", dataset, "--use_cfg", "--device", "-1", "--seeds", str(seed)]
     runpy.run_path(str(reference / "main_full_batch.py"), run_name="__main__")
+
+
+def enter_reference(reference: Path, planetoid: Path = DEFAULT_PLANETOID, staging: Path = DEFAULT_STAGING,
+                    dataset: str = "cora") -> None:
+    """Make this process run the official code as its README does: the raw files staged
+    where DGL reads them, the checkout as the working directory (its
+    ``load_best_configs`` reads ``configs/<dataset>.yaml`` from there) and first on
+    ``sys.path``."""
+    stage_planetoid(planetoid, staging, dataset)
+    os.environ["DGL_DOWNLOAD_DIR"] = str(staging)
+    os.chdir(reference)
+    sys.path.insert(0, str(reference))
 
 
 #: DGL's name for each Planetoid graph (``CitationGraphDataset._urls``): Cora is ``cora_v2``.

@@ -14,11 +14,10 @@ run's own ``result.json``.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from reference_epoch_time import DEFAULT_PLANETOID, DEFAULT_STAGING, REPO, stage_planetoid
+from reference_epoch_time import REPO, enter_reference
 
 
 def main() -> None:
@@ -28,11 +27,8 @@ def main() -> None:
     p.add_argument("--probe-seeds", type=int, nargs="+", default=[0, 1, 2])
     args = p.parse_args()
     run = args.run.resolve()
-    stage_planetoid(DEFAULT_PLANETOID, DEFAULT_STAGING, "cora")
-    os.environ["DGL_DOWNLOAD_DIR"] = str(DEFAULT_STAGING)
-    os.chdir(args.reference.resolve())
-    sys.path.insert(0, str(args.reference.resolve()))
-    sys.path.append(str(REPO))
+    enter_reference(args.reference.resolve())
+    sys.path.append(str(REPO))  # graphmae2, beside the official modules
 
     import torch
     from datasets.data_proc import load_small_dataset

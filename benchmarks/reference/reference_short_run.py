@@ -15,11 +15,10 @@ train.max_epoch=100 train.monitor_every=25``.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from reference_epoch_time import DEFAULT_PLANETOID, DEFAULT_STAGING, REPO, stage_planetoid
+from reference_epoch_time import REPO, enter_reference
 
 
 def main() -> None:
@@ -29,11 +28,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     reference = args.reference.resolve()
-    stage_planetoid(DEFAULT_PLANETOID, DEFAULT_STAGING, "cora")
-    os.environ["DGL_DOWNLOAD_DIR"] = str(DEFAULT_STAGING)
-    os.chdir(reference)  # its load_best_configs reads configs/cora.yaml from the cwd
-    sys.path.insert(0, str(reference))
-    sys.path.append(str(REPO))
+    enter_reference(reference)
+    sys.path.append(str(REPO))  # graphmae2, beside the official modules
     sys.argv = ["main_full_batch.py", "--dataset", "cora", "--use_cfg", "--device", "-1"]
 
     import numpy as np
