@@ -49,6 +49,8 @@ class DataConfig:
     mode: str = _f("fullbatch", "full graph per step, or batches of PPR ego-graphs",
                    choices=("fullbatch", "minibatch"))
     batch_size: int = _f(256, "ego-graphs per global batch (minibatch mode)", low=1)
+    steps_per_epoch: int = _f(0, "optimizer steps per epoch in minibatch mode: the first this many batches of "
+                              "the epoch's shuffled order (0: every batch, one pass over all ego-graphs)", low=0)
     ego_k: int = _f(128, "nodes per ego-graph: the seed and its top PPR neighbours", low=2)
     ppr_alpha: float = _f(0.15, "teleport probability of the personalised PageRank", low=0.0, high=1.0,
                           low_open=True, high_open=True)

@@ -11,8 +11,9 @@
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple, Union
+from typing import Any, Optional, Tuple, Union
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -57,6 +58,22 @@ class SparseRows:
         """The non-zeros of ``dense`` (and the optional token rows)."""
         csr = dense.to_sparse_csr()
         return cls(csr.crow_indices(), csr.col_indices(), csr.values(), tuple(dense.shape), token_rows, token)
+
+    @property
+    def device(self) -> torch.device:
+        return self.values.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.values.dtype
+
+    def dense_rows(self, index: Tensor) -> Tensor:
+        """Rows ``index`` as a dense ``[len(index), F]`` tensor (the token is not blended in)."""
+        crow, pos = take_csr_rows(self.crow, index.to(self.crow.device))
+        rows = torch.repeat_interleave(torch.arange(index.numel(), device=crow.device), crow.diff())
+        out = self.values.new_zeros(index.numel(), self.shape[1])
+        out[rows, self.col[pos]] = self.values[pos]
+        return out
 
     def take_rows(self, index: Tensor, token_rows: Optional[Tensor] = None,
                   token: Optional[Tensor] = None) -> "SparseRows":
@@ -113,6 +130,21 @@ class KeptRows:
         return out.index_copy(0, self.rows, self.values)
 
 
+#: Features with fewer non-zeros than this fraction take the sparse first projection on the CPU.
+SPARSE_DENSITY = 0.1
+
+
+def mostly_zero(x: Any, max_rows: int = 65536) -> bool:
+    """Whether ``x`` ``[N, F]`` (tensor, array or memory map) is under
+    :data:`SPARSE_DENSITY` non-zero, judged on at most ``max_rows`` evenly spaced rows
+    (a memory-mapped matrix is not read whole)."""
+    n = int(x.shape[0])
+    rows = np.linspace(0, n - 1, num=min(n, max_rows)).astype(np.int64) if n > max_rows else slice(None)
+    sample = x[torch.from_numpy(rows)] if isinstance(x, Tensor) and n > max_rows else x[rows]
+    sample = sample if isinstance(sample, Tensor) else torch.from_numpy(np.asarray(sample))
+    return sample.numel() > 0 and float((sample != 0).float().mean()) < SPARSE_DENSITY
+
+
 def replace_rows(x: Tensor, nodes: Tensor, row: Tensor) -> Tensor:
     """Copy of ``x [N, D]`` with rows ``nodes`` set to ``row [1, D]``.
 
@@ -122,6 +154,11 @@ def replace_rows(x: Tensor, nodes: Tensor, row: Tensor) -> Tensor:
     is_row = torch.zeros(x.shape[0], 1, dtype=x.dtype, device=x.device)
     is_row[nodes.to(x.device)] = 1.0
     return x * (1.0 - is_row) + is_row * row
+
+
+def rows_of(x: Union[Tensor, "SparseRows"], index: Tensor) -> Tensor:
+    """``x[index]`` as a dense tensor, for a dense tensor or :class:`SparseRows`."""
+    return x.dense_rows(index) if isinstance(x, SparseRows) else x[index]
 
 
 def project(x: Union[Tensor, "SparseRows", "KeptRows"], weight: Tensor, p: float, training: bool) -> Tensor:

@@ -54,7 +54,7 @@ passed in, so the model itself holds no randomness but dropout.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.distributed as dist
@@ -193,7 +193,7 @@ class GraphMAE2(nn.Module):
         """The modules the EMA teacher tracks (shared with this model, not copies)."""
         return nn.ModuleDict({"encoder": self.encoder, "projector": self.projector})
 
-    def forward(self, graph: Graph, x: Tensor, teacher: "EMATeacher", mask: EncoderMask,
+    def forward(self, graph: Graph, x: Union[Tensor, feature_rows.SparseRows], teacher: "EMATeacher", mask: EncoderMask,
                 remasks: Sequence[Tensor], sparse_input: bool = False,
                 latent_nodes: Optional[Tensor] = None, encoder_graph: Optional[Graph] = None,
                 teacher_graph: Optional[Graph] = None) -> Dict[str, Tensor]:
@@ -201,7 +201,8 @@ class GraphMAE2(nn.Module):
 
         Args:
             graph: graph with self-loops.
-            x: ``[N, F]`` input features.
+            x: ``[N, F]`` input features, dense or (with ``sparse_input``)
+                :class:`~graphmae2.feature_rows.SparseRows`.
             teacher: the EMA teacher of :meth:`ema_source`; its
                 :meth:`~graphmae2.ema.EMATeacher.targets` are the latent targets.
             mask: the encoder mask for this step.
@@ -220,6 +221,8 @@ class GraphMAE2(nn.Module):
         Returns:
             ``{"loss", "rec", "latent"}`` scalars; ``loss = rec + lam * latent``.
         """
+        if isinstance(x, feature_rows.SparseRows) and not sparse_input:
+            raise ValueError("GraphMAE2.forward: features given as SparseRows need sparse_input=True")
         dev = x.device
         mask_nodes, keep = mask.mask_nodes.to(dev), mask.keep_nodes.to(dev)
         if latent_nodes is not None:
@@ -236,7 +239,7 @@ class GraphMAE2(nn.Module):
             online = h if latent_rows is None else h[latent_rows]               # (n, hidden)
             recons = self.decode_views(graph, self.encoder_to_decoder(h), mask, remasks)  # views x (|M|, F)
         # L_rec = sum over views v of SCE(x_M, x^_M^(v))
-        target = x[mask_nodes]                                                  # (|M|, F)
+        target = feature_rows.rows_of(x, mask_nodes)                            # (|M|, F)
         rec = sum(sce_loss(r, target, self.cfg.alpha_l) for r in recons)
 
         # L_latent = SCE_1(predictor(projector(h)), projector_ema(encoder_ema(x))), on the latent rows
@@ -336,7 +339,10 @@ class GraphMAE2(nn.Module):
 
     def _sparse_features(self, x: Tensor) -> feature_rows.SparseRows:
         """``SparseRows`` of ``x`` (the teacher's input, and the source of the masked
-        input's rows), built once per feature tensor."""
+        input's rows), built once per feature tensor; ``x`` itself if it is one already
+        (mini-batches gathered from sparse features)."""
+        if isinstance(x, feature_rows.SparseRows):
+            return x
         cached = self._sparse_cache
         if cached is None or cached[0] is not x or cached[1] != x._version:
             self._sparse_cache = (x, x._version, feature_rows.SparseRows.from_dense(x))

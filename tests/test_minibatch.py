@@ -14,9 +14,11 @@ from graphmae2.batches.ego import EgoBatches, EgoCollate, ego_embeddings, induce
 from graphmae2.cli import main
 from graphmae2.config import load_config
 from graphmae2.datasets.synthetic import synthetic_graph
+from graphmae2.ema import EMATeacher
+from graphmae2.feature_rows import SparseRows, mostly_zero
 from graphmae2.masking import draw_ego_masks
 from graphmae2.sampling import ego_graphs
-from graphmae2.trainer import train_seed
+from graphmae2.trainer import build_model, train_seed
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
@@ -113,3 +115,58 @@ def test_torchrun_two_processes_agree_with_one(tmp_path):
     assert two["world_size"] == 2 and len(set(two["teacher_digest_by_rank"])) == 1
     assert np.allclose(one["loss_trace"], two["loss_trace"], rtol=1e-4, atol=0)
     assert multi.stdout.count("test_acc:") == 1  # only rank 0 reports
+
+
+def test_sparse_rows_gather_equals_dense_indexing():
+    x = torch.zeros(50, 30)
+    x[torch.randint(0, 50, (60,), generator=torch.Generator().manual_seed(0)),
+      torch.randint(0, 30, (60,), generator=torch.Generator().manual_seed(1))] = torch.rand(60)
+    rows = torch.tensor([4, 0, 49, 4, 17])
+    sparse = SparseRows.from_dense(x)
+    assert torch.equal(sparse.dense_rows(rows), x[rows])
+    assert torch.equal(sparse.take_rows(rows).dense_rows(torch.arange(5)), x[rows])
+    assert mostly_zero(x) and not mostly_zero(torch.ones(50, 30))
+    assert mostly_zero(x.numpy(), max_rows=7)  # evenly spaced rows of a large matrix
+
+
+def test_sparse_ego_batches_equal_the_dense_path_in_float64(cora):
+    """Mini-batches of sparse features (gathered as SparseRows, first projection sparse)
+    against the same batch densified: the same losses and gradients."""
+    cfg = load_config("cora.yaml", ["data.mode=minibatch", "model.num_hidden=32", "model.num_heads=2",
+                                    "data.ego_k=16", "train.precision=fp32"])
+    egos = ego_graphs(cora.graph, k=16, progress=False)
+    ids = list(range(0, 40, 3))
+    sparse = EgoCollate(egos, cora.graph, cora.x.double(), sparse=True)(ids)
+    dense = EgoCollate(egos, cora.graph, cora.x.double())(ids)
+    assert isinstance(sparse.x, SparseRows) and torch.equal(sparse.x.dense_rows(torch.arange(len(dense.x))), dense.x)
+    model = build_model(cfg, cora.num_features, 0).double().eval()  # no dropout: paths comparable
+    teacher = EMATeacher(model.ema_source())
+    mask, remasks = draw_ego_masks(cfg.model, 0, 0, dense.sizes, dense.ego_ids)
+
+    def loss_and_grads(x, sparse_input):
+        model.zero_grad(set_to_none=True)
+        out = model(dense.graph, x, teacher, mask, remasks, sparse_input, latent_nodes=dense.centres)
+        out["loss"].backward()
+        return out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    (out_s, grad_s), (out_d, grad_d) = loss_and_grads(sparse.x, True), loss_and_grads(dense.x, False)
+    for k in out_d:
+        assert torch.allclose(out_s[k], out_d[k], rtol=0, atol=1e-10), k
+    assert grad_s.keys() == grad_d.keys()
+    for n in grad_d:
+        assert torch.allclose(grad_s[n], grad_d[n], rtol=0, atol=1e-10 * max(1.0, float(grad_d[n].abs().max()))), n
+    with pytest.raises(ValueError, match="sparse_input"):
+        model(dense.graph, sparse.x, teacher, mask, remasks, False)
+
+
+def test_steps_per_epoch_caps_an_epoch_at_the_first_batches_of_its_order(small):
+    cfg, data, egos = small
+    full = EgoBatches(cfg, data.graph, data.x, egos, CPU)
+    capped_cfg = load_config("synthetic-small.yaml", ["data.steps_per_epoch=2"])
+    capped = EgoBatches(capped_cfg, data.graph, data.x, egos, CPU)
+    assert full.steps_per_epoch > 2 and capped.steps_per_epoch == 2
+    a, b = list(full.batches(0, 1)), list(capped.batches(0, 1))
+    assert [x.step for x in b] == [2, 3]  # global steps of epoch 1 at two steps an epoch
+    for capped_batch, full_batch in zip(b, a[:2]):  # the same ego-graphs: the epoch's order is unchanged
+        assert torch.equal(capped_batch.graph.indptr, full_batch.graph.indptr)
+        assert torch.equal(capped_batch.graph.indices, full_batch.graph.indices)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 import torch
 import torch.distributed as dist
@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from ..config import Config
 from ..datasets import NodeDataset
+from ..feature_rows import SparseRows, mostly_zero
 from ..graph import Graph
 from ..masking import EncoderMask, draw_masks
 
@@ -26,7 +27,7 @@ class Batch:
     """
 
     graph: Graph
-    x: Tensor
+    x: Union[Tensor, SparseRows]
     mask: EncoderMask
     remasks: List[Tensor]
     latent_nodes: Optional[Tensor]
@@ -94,7 +95,7 @@ class FullBatch(BatchSource):
     """The whole graph as one batch: one optimizer step per epoch, global step = epoch.
 
     Masks of epoch ``e`` come from ``(seed, "mask", e)`` and ``(seed, "remask", e, v)``;
-    dropout from ``(seed, "dropout", e)``. On the CPU, features under 10 % dense take the
+    dropout from ``(seed, "dropout", e)``. On the CPU, mostly-zero features take the
     sparse first-layer projection (exact, far cheaper for bag-of-words features).
     """
 
@@ -105,7 +106,7 @@ class FullBatch(BatchSource):
         self.graph, self.x = data.graph.to(device), data.x.to(device)
         self.num_nodes, self.in_dim = data.num_nodes, data.num_features
         self.rank, _ = dist_rank_world()  # under torchrun every rank trains the same graph; rank 0 writes
-        self.sparse_input = device.type == "cpu" and float((self.x != 0).float().mean()) < 0.1
+        self.sparse_input = device.type == "cpu" and mostly_zero(self.x)
 
     def batches(self, seed: int, epoch: int) -> Iterator[Batch]:
         mask, remasks = draw_masks(self.model_cfg, seed, epoch, self.num_nodes)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..config import Config
 from ..datasets import NodeDataset, feature_matrix
+from ..feature_rows import SparseRows, mostly_zero
 from ..graph import Graph
 from ..masking import draw_ego_masks
 from ..sampling import EgoGraphs
@@ -35,12 +36,13 @@ from .base import Batch, BatchSource, dist_rank_world
 
 @dataclass
 class EgoBatch:
-    """A disjoint union of ego-graphs: ``graph`` (with self-loops), ``x`` rows,
+    """A disjoint union of ego-graphs: ``graph`` (with self-loops), ``x`` rows (dense, or
+    :class:`~graphmae2.feature_rows.SparseRows` gathered from sparse features),
     ``centres`` (position of each ego's seed in the batch), ``sizes`` (nodes per ego)
     and ``ego_ids`` (index of each ego-graph in the :class:`EgoGraphs`)."""
 
     graph: Graph
-    x: Tensor
+    x: Union[Tensor, SparseRows]
     centres: Tensor
     sizes: List[int]
     ego_ids: List[int]
@@ -91,14 +93,22 @@ class EgoGraphDataset(Dataset):
 
 class EgoCollate:
     """Builds an :class:`EgoBatch` from a global batch of ego-graph ids, keeping this
-    rank's shard (ids ``rank, rank + world, ...`` of the batch). Picklable for workers."""
+    rank's shard (ids ``rank, rank + world, ...`` of the batch). Picklable for workers.
+
+    With ``sparse`` a batch's rows are :class:`~graphmae2.feature_rows.SparseRows`: a batch
+    of 256 Cora ego-graphs of 128 nodes is 47M dense entries, 1 % of them non-zero. Tensor
+    features are then held sparse and gathered by index, never densified; memory-mapped
+    ones are read densely, a batch at a time, and converted (the same result).
+    """
 
     def __init__(self, egos: EgoGraphs, graph: Graph, features: Any, rank: int = 0,
-                 world: int = 1) -> None:
+                 world: int = 1, sparse: bool = False) -> None:
         self.egos = egos
         self.indptr = graph.indptr.cpu().numpy()
         self.indices = graph.indices.cpu().numpy()
-        self.features = features  # torch tensor, numpy array or np.memmap
+        self.sparse = sparse
+        # a tensor, numpy array or np.memmap; a sparse tensor is held as SparseRows
+        self.features = SparseRows.from_dense(features.cpu()) if sparse and isinstance(features, Tensor) else features
         self.rank, self.world = rank, world
         self.scratch: Optional[np.ndarray] = None  # induced_union's table, made in the process that uses it
 
@@ -108,10 +118,14 @@ class EgoCollate:
         nodes = np.concatenate(egos).astype(np.int64)
         sizes = [len(e) for e in egos]
         centres = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-        if isinstance(self.features, Tensor):
+        if isinstance(self.features, SparseRows):
+            x = self.features.take_rows(torch.from_numpy(nodes))
+        elif isinstance(self.features, Tensor):
             x = self.features[torch.from_numpy(nodes)]
         else:
             x = torch.from_numpy(np.ascontiguousarray(self.features[nodes], dtype=np.float32))
+            if self.sparse:  # the same SparseRows as a gather from an in-memory tensor
+                x = SparseRows.from_dense(x)
         if self.scratch is None:
             self.scratch = np.full(self.indptr.size - 1, -1, dtype=np.int32)
         return EgoBatch(induced_union(self.indptr, self.indices, egos, self.scratch), x,
@@ -119,12 +133,13 @@ class EgoCollate:
 
 
 def make_loader(egos: EgoGraphs, graph: Graph, features: Any, batch_size: int, seed: int,
-                epoch: int, shuffle: bool, num_workers: int = 0, rank: int = 0, world: int = 1) -> DataLoader:
+                epoch: int, shuffle: bool, num_workers: int = 0, rank: int = 0, world: int = 1,
+                sparse: bool = False) -> DataLoader:
     """DataLoader over global batches of ego-graphs, seeded through
     :mod:`graphmae2.seeding`: its own generator per epoch (the same on every rank, so all
     ranks agree on the batches) and ``seed_worker`` in every worker process."""
     return DataLoader(EgoGraphDataset(len(egos)), batch_size=batch_size, shuffle=shuffle,
-                      collate_fn=EgoCollate(egos, graph, features, rank, world), num_workers=num_workers,
+                      collate_fn=EgoCollate(egos, graph, features, rank, world, sparse), num_workers=num_workers,
                       worker_init_fn=seed_worker, generator=loader_generator(seed, epoch))
 
 
@@ -143,14 +158,16 @@ def ego_embeddings(model: torch.nn.Module, graph: Graph, features: Any, egos: Eg
 
 
 class EgoBatches(BatchSource):
-    """Batch source over global batches of ``data.batch_size`` ego-graphs.
+    """Batch source over global batches of ``data.batch_size`` ego-graphs, all of them per
+    epoch or the first ``data.steps_per_epoch`` of its shuffled order.
 
     Every rank iterates the same global batch order (one loader generator per
     ``(seed, epoch)``) and keeps its shard, so the run is the same computation for any
     number of processes up to the order of gradient summation. Global step ``s`` of
     epoch ``e`` is ``e * steps_per_epoch + i``; masks come from ``(seed, ego id, s)``,
     dropout from ``(seed, "dropout", s, rank)``. The latent loss is taken at the ego
-    centres.
+    centres. On the CPU, mostly-zero features take the sparse first projection, as in
+    :class:`~graphmae2.batches.base.FullBatch`.
     """
 
     def __init__(self, cfg: Config, graph: Graph, features: Any, egos: EgoGraphs,
@@ -158,7 +175,9 @@ class EgoBatches(BatchSource):
         self.cfg, self.graph, self.features, self.egos, self.device = cfg, graph, features, egos, device
         self.rank, self.world = dist_rank_world()
         self.in_dim = int(features.shape[1])
-        self.steps_per_epoch = -(-len(egos) // cfg.data.batch_size)
+        full = -(-len(egos) // cfg.data.batch_size)
+        self.steps_per_epoch = min(full, cfg.data.steps_per_epoch) if cfg.data.steps_per_epoch else full
+        self.sparse_input = device.type == "cpu" and mostly_zero(features)
         self._monitor: Optional[EgoBatch] = None
 
     @classmethod
@@ -176,15 +195,17 @@ class EgoBatches(BatchSource):
 
     def _loader(self, seed: int, epoch: int, num_workers: int) -> DataLoader:
         return make_loader(self.egos, self.graph, self.features, self.cfg.data.batch_size, seed, epoch,
-                           shuffle=True, num_workers=num_workers, rank=self.rank, world=self.world)
+                           shuffle=True, num_workers=num_workers, rank=self.rank, world=self.world,
+                           sparse=self.sparse_input)
 
     def batches(self, seed: int, epoch: int) -> Iterator[Batch]:
         dev = self.device
-        for i, batch in enumerate(self._loader(seed, epoch, self.cfg.data.num_workers)):
+        for i, batch in zip(range(self.steps_per_epoch), self._loader(seed, epoch, self.cfg.data.num_workers)):
             step = epoch * self.steps_per_epoch + i
             mask, remasks = draw_ego_masks(self.cfg.model, seed, step, batch.sizes, batch.ego_ids)
-            yield Batch(batch.graph.to(dev), batch.x.to(dev), mask, remasks, batch.centres.to(dev),
-                        False, step, (step, self.rank))
+            x = batch.x if isinstance(batch.x, SparseRows) else batch.x.to(dev)  # SparseRows: CPU only
+            yield Batch(batch.graph.to(dev), x, mask, remasks, batch.centres.to(dev),
+                        self.sparse_input, step, (step, self.rank))
 
     def first_mask(self, seed: int) -> Tensor:
         first = next(iter(self._loader(seed, 0, 0)))  # the loader, not its sampler: it draws its base seed first
