@@ -43,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep", action="append", default=[], nargs="+", metavar="KEY=V1,V2",
                    help="sweep a config key over values (several --sweep flags form a grid), "
                         "e.g. --sweep ema.momentum=0,0.99,0.996,1 --seeds 0 1 2")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="with --sweep: run N (point, seed) pairs at a time, each in its own process "
+                        "with 1/N of the CPU threads; the table adds each point's validation "
+                        "difference to the first, paired by seed (default: 1)")
     p.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"),
                    help="name the first difference between two runs' manifests")
     p.add_argument("--verify-determinism", action="store_true",
@@ -121,6 +125,8 @@ def _dispatch(args: argparse.Namespace) -> int:
                                   device=args.device, out=Path(args.out))
     if args.sweep or (args.resume and is_sweep_dir(args.resume)):
         return _sweep(args)
+    if args.jobs != 1:
+        raise ConfigError(f"--jobs {args.jobs}: only sweeps run in parallel; add --sweep KEY=V1,V2")
     if args.resume:
         run_dir = Path(args.resume)
         if not (run_dir / "config.yaml").is_file():
@@ -226,7 +232,7 @@ def _sweep(args: argparse.Namespace) -> int:
         sweep_dir = new_run_dir(Path(args.out), f"{cfg.data.dataset}-sweep", force=args.force)
     _logger.info("sweep directory: %s (device %s)", sweep_dir, device)
     rows = run_sweep(cfg, sweeps, seeds, sweep_dir, device, data=data, resume=bool(args.resume),
-                     progress=not args.quiet)
+                     progress=not args.quiet, jobs=args.jobs)
     print(format_table(rows))
     print(f"sweep: {len(rows)} points x {len(seeds)} seeds in {sweep_dir}")
     return 0

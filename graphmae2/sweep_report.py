@@ -59,7 +59,8 @@ def format_table(rows: Sequence[Dict[str, Any]]) -> str:
         return "(empty sweep)"
     keys, metrics = _columns(rows)
     best = best_index(rows)
-    header = keys + metrics + ["seeds", "seconds"]
+    paired = f"{SELECT}_diff" in rows[0] and len(rows) > 1
+    header = keys + metrics + ([f"{SELECT} − first, paired"] if paired else []) + ["seeds", "seconds"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
     for i, row in enumerate(rows):
         cells = [format_value(row[k]) for k in keys]
@@ -67,6 +68,10 @@ def format_table(rows: Sequence[Dict[str, Any]]) -> str:
         if i == best:
             col = len(keys) + metrics.index(SELECT)
             cells[col] = f"**{cells[col]}** ★"
+        if paired:
+            diff, se = row[f"{SELECT}_diff"], row[f"{SELECT}_diff_se"]
+            cells.append("baseline" if i == 0 else "—" if math.isnan(diff) else
+                         f"{diff:+.4f}" + ("" if math.isnan(se) else f" ± {se:.4f}"))
         seeds = f"{row['n_seeds']}" + (f" ({row['n_failed']} diverged)" if row.get("n_failed") else "")
         cells += [seeds, f"{row['seconds_mean']:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -76,6 +81,9 @@ def format_table(rows: Sequence[Dict[str, Any]]) -> str:
     elif f"{SELECT}_mean" in rows[0]:
         lines += ["", f"— no {SELECT}: the dataset has no labels or no validation split, so no point "
                       f"is chosen (the monitor columns are still comparable)."]
+    if paired:
+        lines += [f"Paired: the mean over shared seeds of this point's {SELECT} minus the first point's, "
+                  f"± its standard error."]
     return "\n".join(lines)
 
 
@@ -84,14 +92,29 @@ def _mean_std(mean: float, std: float) -> str:
     return "—" if math.isnan(mean) else f"{mean:.4f} ± {std:.4f}"
 
 
-def write_reports(rows: Sequence[Dict[str, Any]], sweep_dir: Path) -> None:
-    """``sweep.csv``, ``sweep.md`` and (with matplotlib) ``sweep.png`` in ``sweep_dir``."""
+def format_per_seed(rows: Sequence[Dict[str, Any]], per_seed: Sequence[Dict[str, Dict[str, Any]]]) -> str:
+    """One line per point: ``seed: validation / test`` for every finished seed."""
+    keys, _ = _columns(rows)
+    lines = []
+    for row, seeds in zip(rows, per_seed):
+        point = " ".join(f"{k}={format_value(row[k])}" for k in keys)
+        values = ", ".join(f"{s}: {r[SELECT]:.4f} / {r['test_acc']:.4f}" for s, r in seeds.items()
+                           if SELECT in r and "test_acc" in r)
+        lines.append(f"- {point}: {values or 'no validation / test accuracy'}")
+    return "\n".join(["Per seed, validation / test accuracy:", ""] + lines)
+
+
+def write_reports(rows: Sequence[Dict[str, Any]], sweep_dir: Path,
+                  per_seed: Optional[Sequence[Dict[str, Dict[str, Any]]]] = None) -> None:
+    """``sweep.csv``, ``sweep.md`` (with the per-seed values when given) and (with
+    matplotlib) ``sweep.png`` in ``sweep_dir``."""
     sweep_dir = Path(sweep_dir)
     with open(sweep_dir / "sweep.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    (sweep_dir / "sweep.md").write_text(format_table(rows) + "\n")
+    text = format_table(rows) + ("\n\n" + format_per_seed(rows, per_seed) if per_seed else "")
+    (sweep_dir / "sweep.md").write_text(text + "\n")
     plot_sweep(rows, sweep_dir / "sweep.png")
 
 

@@ -38,6 +38,8 @@ def test_tiny_run_writes_run_directory_and_final_line(tmp_path, capsys):
     (["--config", "cora.yaml", "--set", "model.mask_rate=2"], "model.mask_rate: 2.0 is out of range"),
     (["--config", "cora.yaml", "--set", "data.dataset=arxiv"], "data.dataset: 'arxiv' is not allowed"),
     (["--resume", "/nonexistent/run"], "no config.yaml there"),
+    (["--config", "cora.yaml", "--jobs", "2"], "--jobs 2: only sweeps run in parallel"),
+    (["--config", "cora.yaml", "--sweep", "ema.momentum=0,1", "--jobs", "0"], "--jobs 0: give at least 1"),
 ])
 def test_user_errors_are_one_line_with_exit_status_2(args, message, capsys, tmp_path):
     assert main(args + ["--out", str(tmp_path)]) == 2

@@ -9,7 +9,15 @@ import torch
 
 import graphmae2.experiment as experiment
 from graphmae2.config import Config, ConfigError, load_config
-from graphmae2.sweep import grid, is_sweep_dir, load_sweep_spec, parse_sweep, point_name, run_sweep
+from graphmae2.sweep import (
+    add_paired_differences,
+    grid,
+    is_sweep_dir,
+    load_sweep_spec,
+    parse_sweep,
+    point_name,
+    run_sweep,
+)
 from graphmae2.sweep_report import best_index, format_table, plot_sweep
 from graphmae2.trainer import SeedRun
 
@@ -141,7 +149,9 @@ def test_run_sweep_writes_point_dirs_csv_markdown_and_plot(finished_sweep):
     assert float(table[1]["test_acc_mean"]) == pytest.approx(expected)
     md = (sweep_dir / "sweep.md").read_text()
     assert sum("★" in line for line in md.splitlines() if line.startswith("|")) == 1
-    assert md.strip() == format_table(rows)
+    assert md.startswith(format_table(rows) + "\n\nPer seed, validation / test accuracy:")
+    r = json.loads((sweep_dir / "ema.momentum=0" / "seed-1" / "result.json").read_text())
+    assert f"1: {r['val_acc']:.4f} / {r['test_acc']:.4f}" in md
     assert (sweep_dir / "sweep.png").stat().st_size > 0
 
 
@@ -231,3 +241,31 @@ def test_sweep_over_an_unlabelled_graph_tabulates_no_accuracy_and_chooses_nothin
     table = (tmp_path / "sweep.md").read_text()
     assert "nan" not in table and "★" not in table
     assert "| 0 | — | — |" in table and "no labels or no validation split" in table
+
+
+def test_paired_difference_is_over_shared_seeds_with_its_standard_error():
+    rows = [{"ema.momentum": 0.0}, {"ema.momentum": 1.0}, {"ema.momentum": 0.5}]
+    per_seed = [{"0": {"val_acc": 0.70}, "1": {"val_acc": 0.72}},
+                {"0": {"val_acc": 0.74}, "1": {"val_acc": 0.71}, "2": {"val_acc": 0.90}},  # seed 2: unpaired
+                {"1": {"val_acc": 0.80}}]
+    add_paired_differences(rows, per_seed)
+    assert rows[0]["val_acc_diff"] != rows[0]["val_acc_diff"]  # NaN: the baseline
+    assert rows[1]["val_acc_diff"] == pytest.approx(0.015)      # (+0.04 - 0.01) / 2
+    assert rows[1]["val_acc_diff_se"] == pytest.approx(0.025)   # sd 0.0354 / sqrt(2)
+    assert rows[2]["val_acc_diff"] == pytest.approx(0.08) and rows[2]["val_acc_diff_se"] != rows[2]["val_acc_diff_se"]
+    table = format_table([dict(r, val_acc_mean=0.7, val_acc_std=0.01, n_seeds=2, seconds_mean=1.0) for r in rows])
+    assert "| baseline |" in table and "| +0.0150 ± 0.0250 |" in table and "| +0.0800 |" in table
+
+
+def test_parallel_sweep_gives_the_serial_sweeps_numbers(finished_sweep, cora, tmp_path):
+    """``jobs=2``: the same (point, seed) runs in two worker processes, each seed's scores
+    equal to the serial sweep's; the table carries the paired validation difference."""
+    _, base, sweeps, serial = finished_sweep
+    rows = run_sweep(base, sweeps, [0, 1], tmp_path / "parallel", CPU, data=cora, progress=False, jobs=2)
+    for name in ("ema.momentum=0", "ema.momentum=0.996"):
+        for seed in ("0", "1"):
+            a = json.loads((finished_sweep[0] / name / f"seed-{seed}" / "result.json").read_text())
+            b = json.loads((tmp_path / "parallel" / name / f"seed-{seed}" / "result.json").read_text())
+            assert (a["val_acc"], a["test_acc"], a["final_loss"]) == (b["val_acc"], b["test_acc"], b["final_loss"])
+    assert [r["val_acc_mean"] for r in rows] == [r["val_acc_mean"] for r in serial]
+    assert "val_acc − first, paired" in (tmp_path / "parallel" / "sweep.md").read_text()

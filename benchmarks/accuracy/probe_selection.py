@@ -1,8 +1,8 @@
 """How much of a reported validation accuracy is the maximum over probe epochs: the
 linear probe's validation accuracy at its selected epoch against a held-out one, for the
-finished runs of a screen, paired by seed. Nothing is pre-trained again.
+finished runs of a sweep, paired by seed. Nothing is pre-trained again.
 
-    python benchmarks/accuracy/probe_selection.py runs/i19-cora10 --halvings 20
+    python benchmarks/accuracy/probe_selection.py runs/cora-sweep-1 --halvings 20
 
 The probe reports ``val_acc`` at the epoch of best validation accuracy, so ``val_acc`` is
 the maximum of a noisy curve: it is biased upwards, and more so for a curve that wanders
@@ -14,8 +14,8 @@ B at that epoch, and the other way round; the mean over both directions and
 nodes that did not choose its epoch. Test accuracy at the same selected epochs is
 reported beside it; it takes no part in any choice.
 
-Each ``<variant>/seed-<s>/*/seed-<s>/checkpoint.pt`` under the screen directory
-(``benchmarks/accuracy/screen.py --out``) is loaded with ``load_encoder``, embedded once, and
+Each ``<point>/seed-<s>/checkpoint.pt`` under the sweep directory (``train.py --sweep``)
+is loaded with ``load_encoder``, embedded once, and
 probed once with the run's ``eval`` settings (``eval.weight_decay_grid`` is not
 supported); the probe's own ``val_acc``/``test_acc`` must equal the run's ``result.json``,
 or the script stops.
@@ -122,26 +122,26 @@ def table(found: Dict[str, Dict[int, Dict[str, float]]], base: str = "") -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("screen", type=Path, help="a benchmarks/accuracy/screen.py --out directory")
+    p.add_argument("sweep", type=Path, help="a sweep directory (train.py --sweep ... --out)")
     p.add_argument("--halvings", type=int, default=20, help="random halvings of the validation nodes")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the halvings (the same for every run)")
-    p.add_argument("--base", default="", help="the variant the others are paired with (default: first by name)")
+    p.add_argument("--base", default="", help="the point the others are paired with (default: first by name)")
     args = p.parse_args()
     if args.halvings < 1:
         p.error(f"--halvings {args.halvings}: need at least 1")
     found: Dict[str, Dict[int, Dict[str, float]]] = {}
     datasets: Dict = {}
-    for ckpt in sorted(glob.glob(str(args.screen / "*" / "seed-*" / "*" / "seed-*" / "checkpoint.pt"))):
+    for ckpt in sorted(glob.glob(str(args.sweep / "*" / "seed-*" / "checkpoint.pt"))):
         ckpt = Path(ckpt)
         if not (ckpt.parent / "result.json").is_file():
             continue  # unfinished: the checkpoint of a run still pre-training
-        variant = ckpt.parents[3].name
+        variant = ckpt.parents[1].name
         found.setdefault(variant, {})[int(ckpt.parent.name.split("-")[1])] = measure(
             ckpt, args.halvings, args.split_seed, datasets)
     if not found:
-        raise SystemExit(f"no finished <variant>/seed-*/*/seed-*/checkpoint.pt under {args.screen}")
+        raise SystemExit(f"no finished <point>/seed-*/checkpoint.pt under {args.sweep}")
     if args.base and args.base not in found:
-        p.error(f"--base {args.base}: no finished runs of it; variants found: {', '.join(sorted(found))}")
+        p.error(f"--base {args.base}: no finished runs of it; points found: {', '.join(sorted(found))}")
     print(table(found, args.base))
     print(json.dumps(found))
 
