@@ -141,7 +141,8 @@ def mostly_zero(x: Any, max_rows: int = 65536) -> bool:
     n = int(x.shape[0])
     rows = np.linspace(0, n - 1, num=min(n, max_rows)).astype(np.int64) if n > max_rows else slice(None)
     sample = x[torch.from_numpy(rows)] if isinstance(x, Tensor) and n > max_rows else x[rows]
-    sample = sample if isinstance(sample, Tensor) else torch.from_numpy(np.asarray(sample))
+    if not isinstance(sample, Tensor):
+        sample = torch.from_numpy(np.array(sample))  # a copy: a memory map is read-only
     return sample.numel() > 0 and float((sample != 0).float().mean()) < SPARSE_DENSITY
 
 

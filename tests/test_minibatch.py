@@ -170,3 +170,13 @@ def test_steps_per_epoch_caps_an_epoch_at_the_first_batches_of_its_order(small):
     for capped_batch, full_batch in zip(b, a[:2]):  # the same ego-graphs: the epoch's order is unchanged
         assert torch.equal(capped_batch.graph.indptr, full_batch.graph.indptr)
         assert torch.equal(capped_batch.graph.indices, full_batch.graph.indices)
+
+
+def test_ego_embeddings_fill_a_memory_map_as_they_go(small, tmp_path):
+    cfg, data, egos = small
+    model = build_model(cfg, data.num_features, 0)
+    whole = ego_embeddings(model, data.graph, data.x, egos, CPU, batch_size=300)
+    out = np.lib.format.open_memmap(tmp_path / "z.npy", mode="w+", dtype=np.float32, shape=tuple(whole.shape))
+    assert ego_embeddings(model, data.graph, data.x, egos, CPU, batch_size=300, out=out) is out
+    out.flush()
+    assert np.array_equal(np.load(tmp_path / "z.npy"), whole.numpy())

@@ -244,8 +244,9 @@ def test_readme_python_example_runs(monkeypatch):
     start = readme.index("```python", readme.index("## Python")) + len("```python")
     code = readme[start:readme.index("```\n", start)]
     real = graphmae2.pretrain
-    monkeypatch.setattr(graphmae2, "pretrain", lambda data, config: real(
-        data, config, device="cpu", overrides=tiny_overrides(**{"model.num_hidden": 8, "train.max_epoch": 1})))
+    monkeypatch.setattr(graphmae2, "pretrain", lambda data, config, overrides=(): real(
+        data, config, device="cpu",
+        overrides=[*overrides, *tiny_overrides(**{"model.num_hidden": 8, "train.max_epoch": 1})]))
     a = ring()
     scope = {"x": a["x"], "edge_index": a["edge_index"]}
     exec(compile(code, "README.md", "exec"), scope)

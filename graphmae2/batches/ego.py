@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
 
 from ..config import Config
 from ..datasets import NodeDataset, feature_matrix
@@ -145,16 +146,28 @@ def make_loader(egos: EgoGraphs, graph: Graph, features: Any, batch_size: int, s
 
 @torch.no_grad()
 def ego_embeddings(model: torch.nn.Module, graph: Graph, features: Any, egos: EgoGraphs,
-                   device: torch.device, batch_size: int = 512) -> Tensor:
+                   device: torch.device, batch_size: int = 512, out: Optional[np.ndarray] = None,
+                   progress: bool = False) -> Union[Tensor, np.ndarray]:
     """Encoder output at every ego centre, one batch of ego-graphs at a time, so memory
-    is bounded by the batch, not the graph. Row ``i`` belongs to ``egos.seeds[i]``."""
+    is bounded by the batch, not the graph. Row ``i`` belongs to ``egos.seeds[i]``.
+
+    Returns a tensor, or, given ``out`` (``[len(egos), hidden]``, e.g. a memory-mapped
+    ``.npy``), fills and returns it batch by batch: all embeddings of a graph of 10M nodes
+    need not fit in memory.
+    """
     model.eval()
-    out = []
-    for batch in DataLoader(EgoGraphDataset(len(egos)), batch_size=batch_size, shuffle=False,
-                            collate_fn=EgoCollate(egos, graph, features)):
-        z = model.encoder(batch.graph.to(device), batch.x.to(device))
-        out.append(z[batch.centres.to(device)].cpu())
-    return torch.cat(out)
+    rows: List[Tensor] = []
+    done = 0
+    loader = DataLoader(EgoGraphDataset(len(egos)), batch_size=batch_size, shuffle=False,
+                        collate_fn=EgoCollate(egos, graph, features))
+    for batch in tqdm(loader, desc="embeddings", unit="batch", disable=not progress, dynamic_ncols=True):
+        z = model.encoder(batch.graph.to(device), batch.x.to(device))[batch.centres.to(device)].cpu()
+        if out is None:
+            rows.append(z)
+        else:
+            out[done:done + len(z)] = z.numpy()
+        done += len(z)
+    return torch.cat(rows) if out is None else out
 
 
 class EgoBatches(BatchSource):
