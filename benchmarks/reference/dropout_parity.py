@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict
 
 import torch
 import torch.nn.functional as F
@@ -74,11 +74,24 @@ def official_loss(P, T, x, src, dst, mask_nodes, cfg, gen):
     return tp.sce(x[mask_nodes], recon[mask_nodes], cfg.alpha_l) + cfg.lam * latent
 
 
-def moments(samples: List[Dict[str, torch.Tensor]]):
-    n = len(samples)
-    mean = {k: sum(s[k] for s in samples) / n for k in samples[0]}
-    var = {k: sum((s[k] - mean[k]) ** 2 for s in samples) / (n - 1) for k in samples[0]}
-    return mean, var
+class Moments:
+    """Running mean and sample variance per tensor (sums of x and x^2 in float64), so
+    memory does not grow with the number of draws."""
+
+    def __init__(self) -> None:
+        self.n, self.s1, self.s2 = 0, {}, {}
+
+    def add(self, sample: Dict[str, torch.Tensor]) -> None:
+        self.n += 1
+        for k, v in sample.items():
+            v = v.detach().double()
+            self.s1[k] = self.s1.get(k, 0) + v
+            self.s2[k] = self.s2.get(k, 0) + v * v
+
+    def result(self):
+        mean = {k: v / self.n for k, v in self.s1.items()}
+        var = {k: (self.s2[k] - self.n * mean[k] ** 2).clamp_min(0) / (self.n - 1) for k in self.s1}
+        return mean, var
 
 
 def main() -> None:
@@ -106,23 +119,22 @@ def main() -> None:
     teacher = EMATeacher(model.ema_source())
     teacher.module.train()
     gen = torch.Generator().manual_seed(1)
-    official, ours = [], []
+    official, ours = Moments(), Moments()
     for i in range(args.draws):
         for t in tp.leaves(P):
             t.grad = None
         loss = official_loss(P, T, x, src, dst, mask.mask_nodes, cfg.model, gen)
         loss.backward()
         grads = tp.as_ours(tp.map_tree(P, lambda t: torch.zeros_like(t) if t.grad is None else t.grad))
-        official.append({"loss": loss.detach(), **{k: v.detach().clone() for k, v in grads.items()}})
+        official.add({"loss": loss, **grads})
         model.zero_grad(set_to_none=True)
         with dropout_stream(torch.Generator().manual_seed(1000 + i)):
             out = model(data.graph, x, teacher, mask, remasks, sparse_input=True)
         out["loss"].backward()
-        ours.append({"loss": out["loss"].detach(),
-                     **{n: (q.grad if q.grad is not None else torch.zeros_like(q)).detach().clone()
-                        for n, q in model.named_parameters()}})
-    mo, vo = moments(official)
-    mu, vu = moments(ours)
+        ours.add({"loss": out["loss"], **{n: q.grad if q.grad is not None else torch.zeros_like(q)
+                                           for n, q in model.named_parameters()}})
+    mo, vo = official.result()
+    mu, vu = ours.result()
     z_loss = float((mu["loss"] - mo["loss"]) / ((vo["loss"] + vu["loss"]) / args.draws).sqrt())
     print(f"{args.draws} draws each; mean loss official {float(mo['loss']):.5f}, ours {float(mu['loss']):.5f}, "
           f"z {z_loss:.2f}")
