@@ -132,6 +132,12 @@ def official_params(model):
     return P
 
 
+def teacher_copy(P):
+    """The teacher's tensors at step 0: detached copies of the student's encoder and projector."""
+    return {"encoder": [[t.detach().clone() if t is not None else None for t in layer] for layer in P["encoder"]],
+            "projector": [t.detach().clone() for t in P["projector"]]}
+
+
 def leaves(tree):
     if isinstance(tree, dict):
         return [t for v in tree.values() for t in leaves(v)]
@@ -174,8 +180,7 @@ def run_official(cfg, data, seed, steps):
     params = leaves(P)
     for t in params:
         t.requires_grad_(True)
-    T = {"encoder": [[t.detach().clone() if t is not None else None for t in layer] for layer in P["encoder"]],
-         "projector": [t.detach().clone() for t in P["projector"]]}
+    T = teacher_copy(P)
     opt = torch.optim.Adam(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda e: (1 + math.cos(e * math.pi / cfg.train.max_epoch)) * 0.5)
@@ -282,8 +287,7 @@ def test_our_step_equals_the_official_step_in_float64(case, cora_row_normalised)
     P = official_params(model)
     for t in leaves(P):
         t.requires_grad_(True)
-    T = {"encoder": [[t.detach().clone() if t is not None else None for t in layer] for layer in P["encoder"]],
-         "projector": [t.detach().clone() for t in P["projector"]]}
+    T = teacher_copy(P)
     mask, remasks = draw_masks(cfg.model, 0, 0, data.num_nodes)
     x = data.x.double()
     src, dst = data.graph.edges()

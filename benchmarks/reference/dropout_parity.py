@@ -110,8 +110,7 @@ def main() -> None:
     P = tp.official_params(model)
     for t in tp.leaves(P):
         t.requires_grad_(True)
-    T = {"encoder": [[t.detach().clone() if t is not None else None for t in layer] for layer in P["encoder"]],
-         "projector": [t.detach().clone() for t in P["projector"]]}
+    T = tp.teacher_copy(P)
     mask, remasks = draw_masks(cfg.model, 0, 0, data.num_nodes)
     x = data.x.double()
     src, dst = data.graph.edges()
