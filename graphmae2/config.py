@@ -42,9 +42,10 @@ class DataConfig:
     dataset: str = _f("cora", "dataset name (ogbn-*: raw OGB files under data.root; npz: your own graph "
                       "in data.path; custom: a graph handed to graphmae2.pretrain, recorded as such)",
                       choices=DATASETS)
-    path: Optional[str] = _f(None, "your graph file for data.dataset=npz: a .npz of arrays (x, edge_index "
-                             "or src/dst, optional y and train/val/test masks) or a .pt of the same dict "
-                             "or of a PyG Data")
+    path: Optional[str] = _f(None, "your graph for data.dataset=npz: a .npz of arrays (x, edge_index "
+                             "or src/dst, optional y and train/val/test masks), a .pt of the same dict "
+                             "or of a PyG Data, or a folder of .npy arrays (indptr, indices, x memory-mapped, "
+                             "optional y and masks) for graphs larger than memory")
     root: Optional[str] = _f(None, "where downloaded datasets are cached (default ~/.cache/graphmae2)")
     mode: str = _f("fullbatch", "full graph per step, or batches of PPR ego-graphs",
                    choices=("fullbatch", "minibatch"))

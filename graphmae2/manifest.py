@@ -21,11 +21,16 @@ from torch import Tensor, nn
 ENV_KEYS = ("python", "torch", "numpy", "cuda", "cudnn", "device_name")
 
 
+_DIGEST_CHUNK = 1 << 26  # bytes hashed at a time
+
+
 def tensor_digest(t: Tensor) -> str:
     """SHA-256 of a tensor's dtype, shape and bytes (device-independent)."""
     t = t.detach().cpu().contiguous()
     h = hashlib.sha256(f"{t.dtype}{tuple(t.shape)}".encode())
-    h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    flat = t.reshape(-1).view(torch.uint8).numpy() if t.numel() else b""
+    for start in range(0, len(flat), _DIGEST_CHUNK):  # t may be a memory-mapped matrix
+        h.update(flat[start:start + _DIGEST_CHUNK])
     return h.hexdigest()
 
 

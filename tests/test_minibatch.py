@@ -16,6 +16,7 @@ from graphmae2.config import load_config
 from graphmae2.datasets.synthetic import synthetic_graph
 from graphmae2.ema import EMATeacher
 from graphmae2.feature_rows import SparseRows, mostly_zero
+from graphmae2.manifest import tensor_digest
 from graphmae2.masking import draw_ego_masks
 from graphmae2.sampling import ego_graphs
 from graphmae2.trainer import build_model, train_seed
@@ -180,3 +181,26 @@ def test_ego_embeddings_fill_a_memory_map_as_they_go(small, tmp_path):
     assert ego_embeddings(model, data.graph, data.x, egos, CPU, batch_size=300, out=out) is out
     out.flush()
     assert np.array_equal(np.load(tmp_path / "z.npy"), whole.numpy())
+
+
+def test_a_minibatch_run_streams_every_nodes_embeddings_to_its_directory(small, tmp_path):
+    """The manifest's embedding pass is written to seed_dir/embeddings.npy (a large graph's
+    embeddings need not fit in memory) and is the evaluation's input, digest and all."""
+    cfg, data, egos = small
+    source = EgoBatches(cfg, data.graph, data.x, egos, CPU)
+    run = train_seed(cfg, source, 0, CPU, tmp_path, progress=False)
+    stored = np.load(tmp_path / "embeddings.npy")
+    assert np.array_equal(stored, run.embeddings.numpy()) and not (tmp_path / "embeddings.partial.npy").exists()
+    assert np.array_equal(stored, source.embeddings(run.model).numpy())
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["embedding_digest"] == tensor_digest(torch.from_numpy(stored))
+
+
+def test_ego_embeddings_compute_the_centres_as_the_whole_ego_does(small):
+    cfg, data, egos = small
+    model = build_model(cfg, data.num_features, 0).eval()
+    z = ego_embeddings(model, data.graph, data.x, egos, CPU, batch_size=300)
+    batch = EgoCollate(egos, data.graph, data.x)(list(range(len(egos))))
+    with torch.no_grad():
+        whole = model.encoder(batch.graph, batch.x)[batch.centres]
+    assert torch.allclose(z, whole, atol=1e-5)

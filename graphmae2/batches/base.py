@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 import torch
@@ -68,8 +69,13 @@ class BatchSource(ABC):
         """``(graph, x, rows)`` the collapse monitor reads (``rows=None``: every node)."""
 
     @abstractmethod
-    def embeddings(self, model: nn.Module) -> Tensor:
-        """Frozen encoder output for every node of the dataset, in node order, on the CPU."""
+    def embeddings(self, model: nn.Module, spill: Optional[Path] = None, progress: bool = False) -> Tensor:
+        """Frozen encoder output for every node of the dataset, in node order, on the CPU.
+
+        ``spill``: a ``.npy`` path a source may write them to rather than hold them in
+        memory, returning a tensor over the memory map (mini-batch sources do: a graph's
+        embeddings need not fit in memory; the full graph's are computed at once anyway).
+        """
 
     def wrap(self, model: nn.Module) -> nn.Module:
         """The module the loop calls for the forward pass (the model itself here)."""
@@ -118,5 +124,5 @@ class FullBatch(BatchSource):
     def monitor_batch(self) -> Tuple[Graph, Tensor, Optional[Tensor]]:
         return self.graph, self.x, None
 
-    def embeddings(self, model: nn.Module) -> Tensor:
+    def embeddings(self, model: nn.Module, spill: Optional[Path] = None, progress: bool = False) -> Tensor:
         return model.encode(self.graph, self.x).cpu()

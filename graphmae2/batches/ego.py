@@ -161,7 +161,7 @@ def ego_embeddings(model: torch.nn.Module, graph: Graph, features: Any, egos: Eg
     loader = DataLoader(EgoGraphDataset(len(egos)), batch_size=batch_size, shuffle=False,
                         collate_fn=EgoCollate(egos, graph, features))
     for batch in tqdm(loader, desc="embeddings", unit="batch", disable=not progress, dynamic_ncols=True):
-        z = model.encoder(batch.graph.to(device), batch.x.to(device))[batch.centres.to(device)].cpu()
+        z = model.encoder(batch.graph.to(device), batch.x.to(device), rows=batch.centres.to(device)).cpu()
         if out is None:
             rows.append(z)
         else:
@@ -232,8 +232,16 @@ class EgoBatches(BatchSource):
         b = self._monitor
         return b.graph.to(self.device), b.x.to(self.device), b.centres.to(self.device)
 
-    def embeddings(self, model: torch.nn.Module) -> Tensor:
-        return ego_embeddings(model, self.graph, self.features, self.egos, self.device)
+    def embeddings(self, model: torch.nn.Module, spill: Optional[Path] = None, progress: bool = False) -> Tensor:
+        if spill is None:
+            return ego_embeddings(model, self.graph, self.features, self.egos, self.device, progress=progress)
+        partial = spill.with_name(spill.stem + ".partial.npy")  # renamed when complete
+        out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(len(self.egos), model.out_dim))
+        ego_embeddings(model, self.graph, self.features, self.egos, self.device, out=out, progress=progress)
+        out.flush()
+        del out
+        partial.replace(spill)
+        return torch.from_numpy(np.load(spill, mmap_mode="c"))  # copy-on-write: the file stays as written
 
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         if self.world == 1:

@@ -68,7 +68,8 @@ def _read_data(cfg: "DataConfig") -> NodeDataset:
 
     ``data.dataset`` is a Planetoid name (shipped or downloaded), ``synthetic`` (sized by
     ``data.synthetic_*``), ``ogbn-*`` (raw OGB files under ``data.root``) or ``npz``
-    (your graph in ``data.path``: see :mod:`graphmae2.datasets.graph_file`); ``custom``
+    (your graph in ``data.path``: a file, :mod:`graphmae2.datasets.graph_file`, or a
+    folder of ``.npy`` arrays with memory-mapped features, :mod:`graphmae2.datasets.graph_dir`); ``custom``
     (a graph passed from Python) cannot be loaded by name.
     """
     if cfg.dataset != "npz" and cfg.path is not None:
@@ -79,10 +80,15 @@ def _read_data(cfg: "DataConfig") -> NodeDataset:
                          "there is nothing to load by name: pass the graph again, or save it and use "
                          "data.dataset=npz with data.path")
     if cfg.dataset == "npz":
+        if cfg.path is None:
+            raise ValueError("data.dataset=npz: set data.path to your .npz or .pt graph file, or a folder of .npy "
+                             "arrays (graphmae2.datasets.graph_dir)")
+        if Path(cfg.path).expanduser().is_dir():
+            from .graph_dir import read_graph_dir
+
+            return read_graph_dir(cfg.path)
         from .graph_file import read_graph_file
 
-        if cfg.path is None:
-            raise ValueError("data.dataset=npz: set data.path to your .npz or .pt graph file")
         return read_graph_file(cfg.path)
     if cfg.dataset == "synthetic":
         from .synthetic import synthetic_graph

@@ -33,6 +33,20 @@ def _edge_pair(edges: Any, where: str) -> Tuple[Tensor, Tensor]:
     return edges[0], edges[1]
 
 
+def _non_finite(x: Tensor, block: int = 1 << 16) -> Tuple[int, Tuple[int, int]]:
+    """How many entries of ``x`` are NaN/Inf and the (row, column) of the first, read a
+    block of rows at a time (``x`` may be a memory-mapped matrix larger than memory)."""
+    count, first = 0, (-1, -1)
+    for start in range(0, x.shape[0], block):
+        bad = ~torch.isfinite(x[start:start + block])
+        if bool(bad.any()):
+            if not count:
+                row, col = (int(i) for i in bad.nonzero()[0])
+                first = (start + row, col)
+            count += int(bad.sum())
+    return count, first
+
+
 @dataclass
 class NodeDataset:
     """A node dataset, validated when created.
@@ -100,11 +114,10 @@ class NodeDataset:
         if self.x.shape[0] != n:
             raise ValueError(f"{where}: x has {self.x.shape[0]} feature rows but the graph has "
                              f"{n} nodes; give one row per node (zeros for featureless nodes)")
-        bad = ~torch.isfinite(self.x)
-        if bool(bad.any()):
-            row, col = (int(i) for i in bad.nonzero()[0])
-            raise ValueError(f"{where}: x has {int(bad.sum())} NaN/Inf value(s), first at "
-                             f"node {row}, feature {col}; clean or impute them before training")
+        count, first = _non_finite(self.x)
+        if count:
+            raise ValueError(f"{where}: x has {count} NaN/Inf value(s), first at node {first[0]}, "
+                             f"feature {first[1]}; clean or impute them before training")
         given = [key for key in _SPLITS if getattr(self, key) is not None]
         if self.y is None:
             if given:

@@ -35,13 +35,16 @@ vectorised: 1M nodes and 10M edges take seconds, not minutes.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import List, Optional, Tuple, Union
 
 import numpy as np
+import torch
 
 from ..seeding import derive_seed
 from .node_dataset import NodeDataset
 
-__all__ = ["synthetic_graph"]
+__all__ = ["synthetic_graph", "write_synthetic_graph"]
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +148,51 @@ def _features(rng: np.random.Generator, y: np.ndarray, num_classes: int, num_fea
     return x
 
 
+def _labels_and_edges(n: int, num_edges: int, num_classes: int, homophily: float,
+                      power_law_exponent: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Steps 1 to 3 of the module docstring: ``y [N]`` and ``num_edges`` distinct
+    undirected edges as keys ``min * N + max``, in draw order."""
+    y = _rng(seed, "labels").permutation(np.arange(n) % num_classes)  # [N]
+
+    rng = _rng(seed, "degrees")
+    w = rng.pareto(power_law_exponent - 1.0, size=n) + 1.0  # [N] Pareto with x_min = 1
+    w *= 2.0 * num_edges / max(w.sum(), 1e-12)  # mean weight = mean degree
+    np.minimum(w, np.sqrt(2.0 * max(num_edges, 1)), out=w)
+
+    rng = _rng(seed, "edges")
+    keys = np.empty(0, dtype=np.int64)
+    for _ in range(_MAX_DRAW_ROUNDS):
+        missing = num_edges - keys.size
+        if missing <= 0:
+            break
+        draw = _draw_edges(rng, y, w, num_classes, homophily, int(missing * 1.1) + 16)
+        draw = draw[draw // n != draw % n]  # no self-loops
+        keys = np.concatenate([keys, draw])
+        _, first = np.unique(keys, return_index=True)
+        keys = keys[np.sort(first)]  # distinct, in draw order
+    else:
+        if keys.size < num_edges:
+            raise ValueError(f"found only {keys.size} distinct edges of the {num_edges} requested "
+                             f"after {_MAX_DRAW_ROUNDS} rounds; lower num_edges or homophily, or "
+                             f"raise num_nodes")
+    return y, keys[:num_edges]
+
+
+def _split(n: int, seed: int, train: float, val: float, test: Optional[float] = None) -> List[np.ndarray]:
+    """Train, validation and test masks over a random permutation (at least one node
+    each); ``test=None``: every node not in the first two."""
+    perm = _rng(seed, "split").permutation(n)
+    n_train = max(1, int(round(train * n)))
+    n_val = max(1, int(round(val * n)))
+    n_test = n - n_train - n_val if test is None else max(1, int(round(test * n)))
+    masks = []
+    for part in (perm[:n_train], perm[n_train:n_train + n_val], perm[n_train + n_val:n_train + n_val + n_test]):
+        mask = np.zeros(n, dtype=bool)
+        mask[part] = True
+        masks.append(mask)
+    return masks
+
+
 def synthetic_graph(num_nodes: int, num_edges: int, num_classes: int = 10, num_features: int = 128,
                     feature_density: float = 0.05, homophily: float = 0.8,
                     power_law_exponent: float = 2.5, seed: int = 0,
@@ -171,44 +219,58 @@ def synthetic_graph(num_nodes: int, num_edges: int, num_classes: int = 10, num_f
     _check(num_nodes, num_edges, num_classes, num_features, feature_density, homophily,
            power_law_exponent)
     n = num_nodes
-    y = _rng(seed, "labels").permutation(np.arange(n) % num_classes)  # [N]
-
-    rng = _rng(seed, "degrees")
-    w = rng.pareto(power_law_exponent - 1.0, size=n) + 1.0  # [N] Pareto with x_min = 1
-    w *= 2.0 * num_edges / max(w.sum(), 1e-12)  # mean weight = mean degree
-    np.minimum(w, np.sqrt(2.0 * max(num_edges, 1)), out=w)
-
-    rng = _rng(seed, "edges")
-    keys = np.empty(0, dtype=np.int64)
-    for _ in range(_MAX_DRAW_ROUNDS):
-        missing = num_edges - keys.size
-        if missing <= 0:
-            break
-        draw = _draw_edges(rng, y, w, num_classes, homophily, int(missing * 1.1) + 16)
-        draw = draw[draw // n != draw % n]  # no self-loops
-        keys = np.concatenate([keys, draw])
-        _, first = np.unique(keys, return_index=True)
-        keys = keys[np.sort(first)]  # distinct, in draw order
-    else:
-        if keys.size < num_edges:
-            raise ValueError(f"found only {keys.size} distinct edges of the {num_edges} requested "
-                             f"after {_MAX_DRAW_ROUNDS} rounds; lower num_edges or homophily, or "
-                             f"raise num_nodes")
-    keys = keys[:num_edges]
-
+    y, keys = _labels_and_edges(n, num_edges, num_classes, homophily, power_law_exponent, seed)
     x = _features(_rng(seed, "features"), y, num_classes, num_features, feature_density)
-
-    perm = _rng(seed, "split").permutation(n)
-    n_train = max(1, int(round(_SPLIT[0] * n)))
-    n_val = max(1, int(round(_SPLIT[1] * n)))
-    masks = []
-    for part in (perm[:n_train], perm[n_train:n_train + n_val], perm[n_train + n_val:]):
-        mask = np.zeros(n, dtype=bool)
-        mask[part] = True
-        masks.append(mask)
-
+    masks = _split(n, seed, *_SPLIT)
     dataset = NodeDataset.from_arrays(x, (keys // n, keys % n), y=y, train_mask=masks[0],
                                       val_mask=masks[1], test_mask=masks[2], num_classes=num_classes,
                                       num_nodes=n, name="synthetic", self_loops=self_loops)
     logger.info("generated %r", dataset)
     return dataset
+
+
+_LARGE_SPLIT = (0.01, 0.01, 0.01)  # labelled shares: papers100M labels 1.4 % of its nodes
+_BLOCK = 1 << 16  # feature rows drawn (and written) together, each block from its own stream
+
+
+def write_synthetic_graph(path: Union[str, Path], num_nodes: int, num_edges: int, num_classes: int = 10,
+                          num_features: int = 128, feature_signal: float = 0.1, homophily: float = 0.8,
+                          power_law_exponent: float = 2.5, seed: int = 0) -> Path:
+    """Write a synthetic graph too large for memory as a graph folder
+    (:mod:`graphmae2.datasets.graph_dir`), read back with ``data.dataset: npz`` and
+    ``data.path`` the folder, features memory-mapped.
+
+    The structure and labels are steps 1 to 3 of the module docstring. The features are
+    dense float32, as papers100M's are: node ``v`` gets ``mu[y_v] + noise``, with class
+    means ``mu [C, F] ~ N(0, feature_signal^2)`` and standard normal noise, so that a
+    linear probe on the raw features is far from perfect and the neighbourhood (80 %
+    same-class at the default homophily) carries the rest. They are drawn and written
+    :data:`_BLOCK` rows at a time, block ``b`` from the ``("dense-features", b)`` stream,
+    so memory holds the edges, never the features. The split labels 1 % of the nodes
+    each for training, validation and test (papers100M labels 1.4 %); the rest are
+    unlabelled for evaluation, though ``y`` covers every node.
+
+    Returns the folder; an existing one is an error (remove it to write it again).
+    """
+    from ..graph import Graph
+    from .graph_dir import write_graph_dir
+
+    _check(num_nodes, num_edges, num_classes, num_features, 0.0, homophily, power_law_exponent)
+    n = num_nodes
+    y, keys = _labels_and_edges(n, num_edges, num_classes, homophily, power_law_exponent, seed)
+    u, v = keys // n, keys % n
+    del keys
+    loops = np.arange(n, dtype=np.int64)
+    # Distinct pairs without self-loops: both directions and one loop per node have no repeats.
+    graph = Graph.from_edges(torch.from_numpy(np.concatenate([u, v, loops])),
+                             torch.from_numpy(np.concatenate([v, u, loops])), n, coalesce=False)
+    del u, v
+    means = _rng(seed, "class-means").normal(0.0, feature_signal, size=(num_classes, num_features))
+
+    def rows(start: int, stop: int) -> np.ndarray:
+        noise = _rng(seed, f"dense-features-{start // _BLOCK}").standard_normal((stop - start, num_features))
+        return (means[y[start:stop]] + noise).astype(np.float32)
+
+    train, val, test = _split(n, seed, *_LARGE_SPLIT)
+    return write_graph_dir(path, graph, rows, num_features=num_features, y=y, train_mask=train,
+                           val_mask=val, test_mask=test, block=_BLOCK)
