@@ -75,6 +75,7 @@ def test_the_data_config_and_pretrain_read_a_folder(folder, tmp_path):
     (lambda p: np.save(p / "indices.npy", np.full(np.load(p / "indices.npy").size, 99999)),
      r"indices.npy holds node ids outside \[0, 3000\)"),
     (lambda p: np.save(p / "x.npy", np.load(p / "x.npy").astype(np.float64)), "x.npy must be float32"),
+    (lambda p: np.save(p / "y.npy", np.load(p / "y.npy").astype(np.float32)), "y.npy must hold integer class labels"),
 ])
 def test_a_bad_folder_gives_a_one_line_error_naming_it(folder, tmp_path, change, message):
     bad = tmp_path / "bad"

@@ -88,6 +88,9 @@ def read_graph_dir(path: Union[str, Path]) -> NodeDataset:
                   torch.from_numpy(indices.astype(np.int64, copy=False)), x.shape[0])
     labels = {name: _load(path, name) for name in ("y", *_SPLITS)}
     y = labels.pop("y")
+    if y is not None and (y.ndim != 1 or y.dtype.kind not in "iu"):
+        raise ValueError(f"data.path={path}: y.npy must hold integer class labels [num_nodes], "
+                         f"got {y.dtype} of shape {y.shape}")
     data = NodeDataset(name=path.name, graph=graph, x=torch.from_numpy(x),
                        y=None if y is None else torch.from_numpy(y.astype(np.int64, copy=False)),
                        num_classes=None if y is None else int(y.max()) + 1,
