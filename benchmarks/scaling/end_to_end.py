@@ -10,12 +10,14 @@ raw features.
 The 10M-node graph is written once to the config's ``data.path`` folder (CSR, labels
 and 128 dense float32 features per node, memory-mapped when read; 5.6 GB).
 
-Each phase's time and the process's peak RSS after it (``VmHWM``; forked ego-graph
-workers are reported separately) go to ``--out/phases.json`` as the phase ends, and the
-table is printed at the end. Phases resume: the written graph is kept, ego-graphs come
-from their cache, training continues from its checkpoint (the embedding pass that ends
-it is repeated), finished embeddings and probes are read back, so a run cut short
-repeats at most the phase it was in.
+Each phase's time, the process's peak RSS after it (``VmHWM``; forked ego-graph
+workers are reported separately) and its resident memory split into anonymous memory and
+pages of mapped files (memory-mapped features and embeddings, which the kernel can
+drop) go to ``--out/phases.json`` as the phase ends, and the table is printed at the end.
+Phases resume: the written graph is kept, ego-graphs come from their cache, training
+continues from its checkpoint (the embedding pass that ends it is repeated), finished
+embeddings and probes are read back, so a run cut short repeats at most the phase it was
+in.
 """
 from __future__ import annotations
 
@@ -39,12 +41,19 @@ from graphmae2.trainer import train_seed
 CPU = torch.device("cpu")
 
 
-def peak_rss_mib() -> float:
-    """This process's peak resident set (``VmHWM``), MiB."""
+def status_mib(key: str) -> float:
+    """A ``/proc/self/status`` memory line, MiB: ``VmHWM`` (peak resident set), ``RssAnon``
+    (resident process memory), ``RssFile`` (resident pages of mapped files, such as
+    memory-mapped features: the kernel can drop them under pressure)."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{key}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set (``VmHWM``), MiB."""
+    return status_mib("VmHWM")
 
 
 def children_peak_rss_mib() -> float:
@@ -63,6 +72,7 @@ class Phases:
         tic = time.perf_counter()
         out = fn()
         row = {"phase": name, "seconds": round(time.perf_counter() - tic, 1), "peak_rss_mib": round(peak_rss_mib()),
+               "rss_anon_mib": round(status_mib("RssAnon")), "rss_file_mib": round(status_mib("RssFile")),
                "children_peak_rss_mib": round(children_peak_rss_mib()), "note": note(out)}
         self.rows.append(row)
         self.path.write_text(json.dumps(self.rows, indent=1))
@@ -70,10 +80,10 @@ class Phases:
         return out
 
     def table(self) -> str:
-        lines = ["| phase | seconds | peak RSS (MiB) | largest worker (MiB) | note |",
-                 "| --- | --- | --- | --- | --- |"]
-        lines += [f"| {r['phase']} | {r['seconds']} | {r['peak_rss_mib']} | {r['children_peak_rss_mib']} "
-                  f"| {r['note']} |" for r in self.rows]
+        lines = ["| phase | seconds | peak RSS (MiB) | at its end: anonymous / mapped files (MiB) "
+                 "| largest worker (MiB) | note |", "| --- | --- | --- | --- | --- | --- |"]
+        lines += [f"| {r['phase']} | {r['seconds']} | {r['peak_rss_mib']} | {r.get('rss_anon_mib')} / "
+                  f"{r.get('rss_file_mib')} | {r['children_peak_rss_mib']} | {r['note']} |" for r in self.rows]
         return "\n".join(lines)
 
 
