@@ -78,7 +78,7 @@ def test_ego_graph_starts_with_its_seed_and_has_at_most_k_distinct_nodes(barbell
     seeds = np.array([4, 0, 9, 9])
     ego = ego_graphs(barbell, seeds=seeds, k=5, progress=False)
     assert isinstance(ego, EgoGraphs) and len(ego) == 4
-    assert ego.indptr.dtype == np.int64 and ego.nodes.dtype == np.int64
+    assert ego.indptr.dtype == np.int64 and ego.nodes.dtype == np.int32  # node_dtype: half of int64
     assert ego.seeds.tolist() == seeds.tolist()
     for i in range(len(ego)):
         assert ego[i][0] == seeds[i]
