@@ -59,7 +59,8 @@ class DataConfig:
     ppr_rank: str = _f("score", "how ego-graph members are ranked: score (PPR estimate), or degree (the estimate "
                        "times min(1, 1/deg), the GraphMAE2 reference's normalisation)", choices=("score", "degree"))
     ppr_workers: int = _f(1, "processes computing ego-graphs", low=1)
-    num_workers: int = _f(0, "DataLoader worker processes (minibatch mode)", low=0)
+    num_workers: int = _f(0, "DataLoader worker processes assembling batches (minibatch mode: training and the "
+                          "embedding pass)", low=0)
     features: Optional[str] = _f(None, "optional .npy feature matrix, memory-mapped (minibatch mode)")
     feature_norm: str = _f("none", "input feature scaling: none, or row (each row divided by its L1 norm, "
                            "as DGL's Planetoid datasets do)", choices=("none", "row"))

@@ -181,6 +181,7 @@ def test_ego_embeddings_fill_a_memory_map_as_they_go(small, tmp_path):
     assert ego_embeddings(model, data.graph, data.x, egos, CPU, batch_size=300, out=out) is out
     out.flush()
     assert np.array_equal(np.load(tmp_path / "z.npy"), whole.numpy())
+    assert torch.equal(ego_embeddings(model, data.graph, data.x, egos, CPU, batch_size=300, num_workers=2), whole)
 
 
 def test_a_minibatch_run_streams_every_nodes_embeddings_to_its_directory(small, tmp_path):

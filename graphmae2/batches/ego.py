@@ -147,19 +147,21 @@ def make_loader(egos: EgoGraphs, graph: Graph, features: Any, batch_size: int, s
 @torch.no_grad()
 def ego_embeddings(model: torch.nn.Module, graph: Graph, features: Any, egos: EgoGraphs,
                    device: torch.device, batch_size: int = 512, out: Optional[np.ndarray] = None,
-                   progress: bool = False) -> Union[Tensor, np.ndarray]:
+                   progress: bool = False, num_workers: int = 0) -> Union[Tensor, np.ndarray]:
     """Encoder output at every ego centre, one batch of ego-graphs at a time, so memory
-    is bounded by the batch, not the graph. Row ``i`` belongs to ``egos.seeds[i]``.
+    is bounded by the batch, not the graph. Row ``i`` belongs to ``egos.seeds[i]``; the
+    last layer computes the centres only.
 
     Returns a tensor, or, given ``out`` (``[len(egos), hidden]``, e.g. a memory-mapped
     ``.npy``), fills and returns it batch by batch: all embeddings of a graph of 10M nodes
-    need not fit in memory.
+    need not fit in memory. ``num_workers`` loader processes assemble the batches while
+    the encoder runs (the same result; worth it where cores are spare).
     """
     model.eval()
     rows: List[Tensor] = []
     done = 0
     loader = DataLoader(EgoGraphDataset(len(egos)), batch_size=batch_size, shuffle=False,
-                        collate_fn=EgoCollate(egos, graph, features))
+                        collate_fn=EgoCollate(egos, graph, features), num_workers=num_workers)
     for batch in tqdm(loader, desc="embeddings", unit="batch", disable=not progress, dynamic_ncols=True):
         z = model.encoder(batch.graph.to(device), batch.x.to(device), rows=batch.centres.to(device)).cpu()
         if out is None:
@@ -233,11 +235,14 @@ class EgoBatches(BatchSource):
         return b.graph.to(self.device), b.x.to(self.device), b.centres.to(self.device)
 
     def embeddings(self, model: torch.nn.Module, spill: Optional[Path] = None, progress: bool = False) -> Tensor:
+        workers = self.cfg.data.num_workers
         if spill is None:
-            return ego_embeddings(model, self.graph, self.features, self.egos, self.device, progress=progress)
+            return ego_embeddings(model, self.graph, self.features, self.egos, self.device, progress=progress,
+                                  num_workers=workers)
         partial = spill.with_name(spill.stem + ".partial.npy")  # renamed when complete
         out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(len(self.egos), model.out_dim))
-        ego_embeddings(model, self.graph, self.features, self.egos, self.device, out=out, progress=progress)
+        ego_embeddings(model, self.graph, self.features, self.egos, self.device, out=out, progress=progress,
+                       num_workers=workers)
         out.flush()
         del out
         partial.replace(spill)
