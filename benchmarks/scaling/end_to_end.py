@@ -57,16 +57,19 @@ def peak_rss_mib() -> float:
 
 
 def children_peak_rss_mib() -> float:
-    """The largest peak RSS of any finished child process (the ego-graph workers), MiB."""
+    """The largest peak RSS of any finished child process, MiB: the ego-graph workers up
+    to that phase; after it, a child forked later (the manifest's environment probe)
+    reports the size this process had when it forked, not memory of its own."""
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
 class Phases:
-    """Times phases and appends each to ``phases.json`` as it ends."""
+    """Times this invocation's phases and rewrites ``phases.json`` as each ends (times of
+    earlier invocations stay in their logs)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.rows = json.loads(path.read_text()) if path.exists() else []
+        self.rows: list = []
 
     def run(self, name: str, fn: Callable[[], Any], note: Callable[[Any], str] = lambda _: "") -> Any:
         tic = time.perf_counter()
@@ -82,8 +85,8 @@ class Phases:
     def table(self) -> str:
         lines = ["| phase | seconds | peak RSS (MiB) | at its end: anonymous / mapped files (MiB) "
                  "| largest worker (MiB) | note |", "| --- | --- | --- | --- | --- | --- |"]
-        lines += [f"| {r['phase']} | {r['seconds']} | {r['peak_rss_mib']} | {r.get('rss_anon_mib')} / "
-                  f"{r.get('rss_file_mib')} | {r['children_peak_rss_mib']} | {r['note']} |" for r in self.rows]
+        lines += [f"| {r['phase']} | {r['seconds']} | {r['peak_rss_mib']} | {r['rss_anon_mib']} / "
+                  f"{r['rss_file_mib']} | {r['children_peak_rss_mib']} | {r['note']} |" for r in self.rows]
         return "\n".join(lines)
 
 
@@ -124,7 +127,6 @@ def main() -> None:
         p.error("--write-synthetic writes the folder data.path names: the config needs data.dataset: npz and data.path")
     args.out.mkdir(parents=True, exist_ok=True)
     phases = Phases(args.out / "phases.json")
-    phases.rows = []  # times are of this invocation; earlier ones stay in git or the log
 
     if args.write_synthetic:
         folder = Path(cfg.data.path).expanduser()
