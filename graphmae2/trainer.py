@@ -196,9 +196,11 @@ def train_seed(cfg: Config, source: Union[BatchSource, NodeDataset], seed: int, 
     teacher_digest = state_digests(teacher.module)
     extra = source.manifest_fields(teacher_digest)  # collective: every rank calls it
     result = SeedRun(seed, cfg, model, teacher, losses, monitor, seconds, t.max_epoch)
+    if run_dir is not None:
+        # Mini-batch sources stream them to run_dir/embeddings.npy, each rank its share: they need not fit in memory.
+        embeddings = source.embeddings(model, spill=run_dir / "embeddings.npy", progress=progress and writes)
     if run_dir is not None and writes:
-        # Mini-batch sources stream them to run_dir/embeddings.npy: they need not fit in memory.
-        result.embeddings = source.embeddings(model, spill=run_dir / "embeddings.npy", progress=progress)
+        result.embeddings = embeddings
         write_manifest(run_dir / "manifest.json", {
             "seed": seed, "seeding": seeding,
             "environment": environment(device), "initial_params": initial,

@@ -10,9 +10,10 @@ import pytest
 import torch
 from conftest import run_torchrun
 
-from graphmae2.batches.ego import EgoBatches, EgoCollate, ego_embeddings, induced_union
+from graphmae2.batches.ego import EgoBatches, EgoCollate, ego_embeddings, induced_union, shard_rows
 from graphmae2.cli import main
 from graphmae2.config import load_config
+from graphmae2.datasets import load_data
 from graphmae2.datasets.synthetic import synthetic_graph
 from graphmae2.ema import EMATeacher
 from graphmae2.feature_rows import SparseRows, mostly_zero
@@ -112,10 +113,41 @@ def test_torchrun_two_processes_agree_with_one(tmp_path):
     multi = run_torchrun(["train.py", "--config", "synthetic-small.yaml", "--quiet",
                           "--out", str(tmp_path / "two"), "--set", *sets], cwd=ROOT, env=env)
     one = json.loads(next((tmp_path / "one").glob("*/seed-0/manifest.json")).read_text())
-    two = json.loads(next((tmp_path / "two").glob("*/seed-0/manifest.json")).read_text())
+    seed_dir = next((tmp_path / "two").glob("*/seed-0"))
+    two = json.loads((seed_dir / "manifest.json").read_text())
     assert two["world_size"] == 2 and len(set(two["teacher_digest_by_rank"])) == 1
     assert np.allclose(one["loss_trace"], two["loss_trace"], rtol=1e-4, atol=0)
     assert multi.stdout.count("test_acc:") == 1  # only rank 0 reports
+    # The embedding pass was split between the ranks (2000 nodes: rows 0-1023 and 1024-1999),
+    # bitwise what one process computes from the final weights.
+    written = np.load(seed_dir / "embeddings.npy")
+    assert not list(seed_dir.glob("*.partial.npy"))
+    assert tensor_digest(torch.from_numpy(written)) == two["embedding_digest"]
+    cfg = load_config("synthetic-small.yaml", sets)
+    data = load_data(cfg.data)
+    model = build_model(cfg, data.num_features, 0)
+    model.load_state_dict(torch.load(seed_dir / "checkpoint.pt", weights_only=True)["model"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the ranks ran
+    try:
+        assert np.array_equal(EgoBatches.from_config(cfg, data, CPU).embeddings(model).numpy(), written)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_embedding_shards_are_whole_batches_and_equal_one_pass(small):
+    """Each rank's rows are whole batches of the one-process pass, so the shards written
+    into one array equal that pass bitwise."""
+    cfg, data, egos = small
+    assert shard_rows(2000, 512, 0, 2) == (0, 1024) and shard_rows(2000, 512, 1, 2) == (1024, 2000)
+    assert shard_rows(100, 512, 0, 3) == (0, 0) and shard_rows(100, 512, 2, 3) == (0, 100)
+    model = build_model(cfg, data.num_features, 0)
+    whole = ego_embeddings(model, data.graph, data.x, egos, CPU, batch_size=300).numpy()
+    out = np.full_like(whole, np.nan)
+    for rank in range(3):
+        rows = shard_rows(len(egos), 300, rank, 3)
+        ego_embeddings(model, data.graph, data.x, egos, CPU, batch_size=300, out=out, rows=rows)
+    assert np.array_equal(out, whole)
 
 
 def test_sparse_rows_gather_equals_dense_indexing():

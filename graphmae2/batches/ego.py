@@ -10,7 +10,8 @@ same as for full batch; :class:`EgoBatches` is what it iterates.
 
 Under ``torchrun`` every rank takes a disjoint shard of each global batch and DDP
 averages the gradients, so all ranks hold identical parameters, hence identical
-teachers. Only rank 0 writes.
+teachers. Each rank then embeds its share of the nodes into one file; rank 0 writes
+everything else.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..config import Config
@@ -33,6 +34,8 @@ from ..masking import draw_ego_masks
 from ..sampling import EgoGraphs
 from ..seeding import loader_generator, seed_worker
 from .base import Batch, BatchSource, dist_rank_world
+
+EMBED_BATCH = 512  # ego-graphs per batch of the embedding pass
 
 
 @dataclass
@@ -79,21 +82,9 @@ def induced_union(indptr: np.ndarray, indices: np.ndarray, egos: Sequence[np.nda
                             offset).add_self_loops()
 
 
-class EgoGraphDataset(Dataset):
-    """Item ``i`` is just ``i``; :class:`EgoCollate` turns a list of them into a batch."""
-
-    def __init__(self, num_egos: int) -> None:
-        self.num_egos = num_egos
-
-    def __len__(self) -> int:
-        return self.num_egos
-
-    def __getitem__(self, i: int) -> int:
-        return i
-
-
 class EgoCollate:
-    """Builds an :class:`EgoBatch` from a global batch of ego-graph ids, keeping this
+    """Builds an :class:`EgoBatch` from a global batch of ego-graph ids (a loader's items are
+    the ids themselves: its dataset is a ``range``), keeping this
     rank's shard (ids ``rank, rank + world, ...`` of the batch). Picklable for workers.
 
     With ``sparse`` a batch's rows are :class:`~graphmae2.feature_rows.SparseRows`: a batch
@@ -139,37 +130,50 @@ def make_loader(egos: EgoGraphs, graph: Graph, features: Any, batch_size: int, s
     """DataLoader over global batches of ego-graphs, seeded through
     :mod:`graphmae2.seeding`: its own generator per epoch (the same on every rank, so all
     ranks agree on the batches) and ``seed_worker`` in every worker process."""
-    return DataLoader(EgoGraphDataset(len(egos)), batch_size=batch_size, shuffle=shuffle,
+    return DataLoader(range(len(egos)), batch_size=batch_size, shuffle=shuffle,
                       collate_fn=EgoCollate(egos, graph, features, rank, world, sparse), num_workers=num_workers,
                       worker_init_fn=seed_worker, generator=loader_generator(seed, epoch))
 
 
 @torch.no_grad()
 def ego_embeddings(model: torch.nn.Module, graph: Graph, features: Any, egos: EgoGraphs,
-                   device: torch.device, batch_size: int = 512, out: Optional[np.ndarray] = None,
-                   progress: bool = False, num_workers: int = 0) -> Union[Tensor, np.ndarray]:
+                   device: torch.device, batch_size: int = EMBED_BATCH, out: Optional[np.ndarray] = None,
+                   progress: bool = False, num_workers: int = 0,
+                   rows: Optional[Tuple[int, int]] = None) -> Union[Tensor, np.ndarray]:
     """Encoder output at every ego centre, one batch of ego-graphs at a time, so memory
     is bounded by the batch, not the graph. Row ``i`` belongs to ``egos.seeds[i]``; the
     last layer computes the centres only.
 
     Returns a tensor, or, given ``out`` (``[len(egos), hidden]``, e.g. a memory-mapped
     ``.npy``), fills and returns it batch by batch: all embeddings of a graph of 10M nodes
-    need not fit in memory. ``num_workers`` loader processes assemble the batches while
-    the encoder runs (the same result; worth it where cores are spare).
+    need not fit in memory. ``rows = (start, stop)`` computes those rows only (into the
+    same rows of ``out``): a rank's share, see :func:`shard_rows`. ``num_workers`` loader
+    processes assemble the batches while the encoder runs (the same result; worth it
+    where cores are spare).
     """
     model.eval()
-    rows: List[Tensor] = []
-    done = 0
-    loader = DataLoader(EgoGraphDataset(len(egos)), batch_size=batch_size, shuffle=False,
+    start, stop = rows if rows is not None else (0, len(egos))
+    parts: List[Tensor] = []
+    done = start
+    loader = DataLoader(range(start, stop), batch_size=batch_size, shuffle=False,
                         collate_fn=EgoCollate(egos, graph, features), num_workers=num_workers)
     for batch in tqdm(loader, desc="embeddings", unit="batch", disable=not progress, dynamic_ncols=True):
         z = model.encoder(batch.graph.to(device), batch.x.to(device), rows=batch.centres.to(device)).cpu()
         if out is None:
-            rows.append(z)
+            parts.append(z)
         else:
             out[done:done + len(z)] = z.numpy()
         done += len(z)
-    return torch.cat(rows) if out is None else out
+    return torch.cat(parts) if out is None else out
+
+
+def shard_rows(num_rows: int, batch_size: int, rank: int, world: int) -> Tuple[int, int]:
+    """Rank ``rank``'s contiguous share ``(start, stop)`` of ``num_rows`` embedding rows:
+    whole batches of ``batch_size``, split as evenly as batches allow. Each batch is then
+    the same batch as in one process, so the rows are bitwise the same for any ``world``."""
+    batches = -(-num_rows // batch_size)
+    lo, hi = rank * batches // world, (rank + 1) * batches // world
+    return min(lo * batch_size, num_rows), min(hi * batch_size, num_rows)
 
 
 class EgoBatches(BatchSource):
@@ -235,17 +239,30 @@ class EgoBatches(BatchSource):
         return b.graph.to(self.device), b.x.to(self.device), b.centres.to(self.device)
 
     def embeddings(self, model: torch.nn.Module, spill: Optional[Path] = None, progress: bool = False) -> Tensor:
+        """With ``spill``, collective: each rank writes its :func:`shard_rows` of the file
+        (across machines, the run directory must be on a filesystem they share). Without
+        it, this process embeds every node in memory."""
         workers = self.cfg.data.num_workers
         if spill is None:
             return ego_embeddings(model, self.graph, self.features, self.egos, self.device, progress=progress,
                                   num_workers=workers)
         partial = spill.with_name(spill.stem + ".partial.npy")  # renamed when complete
-        out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(len(self.egos), model.out_dim))
+        if self.rank == 0:
+            np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32,
+                                      shape=(len(self.egos), model.out_dim)).flush()
+        self.barrier()
+        if not partial.exists():
+            raise FileNotFoundError(f"rank {self.rank}: {partial} (created by rank 0) is not here: under torchrun "
+                                    "across machines, --out must be a directory every machine shares")
+        out = np.load(partial, mmap_mode="r+")
         ego_embeddings(model, self.graph, self.features, self.egos, self.device, out=out, progress=progress,
-                       num_workers=workers)
+                       num_workers=workers, rows=shard_rows(len(self.egos), EMBED_BATCH, self.rank, self.world))
         out.flush()
         del out
-        partial.replace(spill)
+        self.barrier()
+        if self.rank == 0:
+            partial.replace(spill)
+        self.barrier()
         return torch.from_numpy(np.load(spill, mmap_mode="c"))  # copy-on-write: the file stays as written
 
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
