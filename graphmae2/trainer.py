@@ -198,7 +198,8 @@ def train_seed(cfg: Config, source: Union[BatchSource, NodeDataset], seed: int, 
     result = SeedRun(seed, cfg, model, teacher, losses, monitor, seconds, t.max_epoch)
     if run_dir is not None:
         # Mini-batch sources stream them to run_dir/embeddings.npy, each rank its share: they need not fit in memory.
-        embeddings = source.embeddings(model, spill=run_dir / "embeddings.npy", progress=progress and writes)
+        embeddings = source.embeddings(model, spill=run_dir / "embeddings.npy", progress=progress and writes,
+                                       resume=resume)
     if run_dir is not None and writes:
         result.embeddings = embeddings
         write_manifest(run_dir / "manifest.json", {

@@ -150,6 +150,58 @@ def test_embedding_shards_are_whole_batches_and_equal_one_pass(small):
     assert np.array_equal(out, whole)
 
 
+def test_an_embedding_pass_cut_short_resumes_where_it_left_off(small, tmp_path, monkeypatch):
+    """A pass into a file that dies mid-way continues, with ``resume``, from the rows it
+    had recorded, and the file equals an uninterrupted pass bitwise; other weights (or
+    no ``resume``) start over."""
+    import graphmae2.batches.ego as ego
+
+    cfg, data, egos = small
+    source = EgoBatches(cfg, data.graph, data.x, egos, CPU)
+    model = build_model(cfg, data.num_features, 0)
+    monkeypatch.setattr(ego, "FLUSH_SECONDS", 0.0)  # record after every batch
+    monkeypatch.setattr(ego, "EMBED_BATCH", 300)  # 2000 nodes: 7 batches
+    whole = source.embeddings(model, spill=tmp_path / "whole.npy").numpy().copy()
+    calls = []
+    real_forward = type(model.encoder).forward
+
+    def dies_at_batch_4(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real_forward(self, *args, **kwargs)
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        return real_forward(self, *args, **kwargs)
+
+    spill = tmp_path / "cut" / "embeddings.npy"
+    spill.parent.mkdir()
+    monkeypatch.setattr(type(model.encoder), "forward", dies_at_batch_4)
+    with pytest.raises(KeyboardInterrupt):
+        source.embeddings(model, spill=spill)
+    assert not spill.exists() and json.loads(spill.with_name("embeddings.partial.rank0-of-1.json").read_text()) == {
+        "next": 900}
+    calls.clear()
+    monkeypatch.setattr(type(model.encoder), "forward", counted)
+    resumed = source.embeddings(model, spill=spill, resume=True)
+    assert len(calls) == 4  # batches 4-7 only
+    assert np.array_equal(resumed.numpy(), whole) and sorted(p.name for p in spill.parent.iterdir()) == [
+        "embeddings.npy"]
+    # Other weights: the partial file is not theirs, so the pass starts over.
+    spill.unlink()
+    calls.clear()
+    monkeypatch.setattr(type(model.encoder), "forward", dies_at_batch_4)
+    with pytest.raises(KeyboardInterrupt):
+        source.embeddings(model, spill=spill)
+    calls.clear()
+    monkeypatch.setattr(type(model.encoder), "forward", counted)
+    other = build_model(cfg, data.num_features, 1)
+    fresh = source.embeddings(other, spill=spill, resume=True).numpy()
+    assert len(calls) == 7
+    assert np.array_equal(fresh, source.embeddings(other).numpy())
+
+
 def test_sparse_rows_gather_equals_dense_indexing():
     x = torch.zeros(50, 30)
     x[torch.randint(0, 50, (60,), generator=torch.Generator().manual_seed(0)),

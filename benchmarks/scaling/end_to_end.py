@@ -15,9 +15,9 @@ workers are reported separately) and its resident memory split into anonymous me
 pages of mapped files (memory-mapped features and embeddings, which the kernel can
 drop) go to ``--out/phases.json`` as the phase ends, and the table is printed at the end.
 Phases resume: the written graph is kept, ego-graphs come from their cache, training
-continues from its checkpoint (the embedding pass that ends it is repeated), finished
-embeddings and probes are read back, so a run cut short repeats at most the phase it was
-in.
+continues from its checkpoint and the embedding pass that ends it from the last rows it
+recorded (once a minute), finished embeddings and probes are read back, so a run cut
+short repeats at most a minute of embeddings or the other phase it was in.
 """
 from __future__ import annotations
 

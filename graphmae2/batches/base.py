@@ -69,12 +69,14 @@ class BatchSource(ABC):
         """``(graph, x, rows)`` the collapse monitor reads (``rows=None``: every node)."""
 
     @abstractmethod
-    def embeddings(self, model: nn.Module, spill: Optional[Path] = None, progress: bool = False) -> Tensor:
+    def embeddings(self, model: nn.Module, spill: Optional[Path] = None, progress: bool = False,
+                   resume: bool = False) -> Tensor:
         """Frozen encoder output for every node of the dataset, in node order, on the CPU.
 
         ``spill``: a ``.npy`` path a source may write them to rather than hold them in
         memory, returning a tensor over the memory map (mini-batch sources do: a graph's
-        embeddings need not fit in memory; the full graph's are computed at once anyway).
+        embeddings need not fit in memory; the full graph's are computed at once anyway);
+        ``resume``: continue such a file's pass where an earlier process left it.
         """
 
     def wrap(self, model: nn.Module) -> nn.Module:
@@ -124,5 +126,6 @@ class FullBatch(BatchSource):
     def monitor_batch(self) -> Tuple[Graph, Tensor, Optional[Tensor]]:
         return self.graph, self.x, None
 
-    def embeddings(self, model: nn.Module, spill: Optional[Path] = None, progress: bool = False) -> Tensor:
+    def embeddings(self, model: nn.Module, spill: Optional[Path] = None, progress: bool = False,
+                   resume: bool = False) -> Tensor:
         return model.encode(self.graph, self.x).cpu()

@@ -15,9 +15,11 @@ everything else.
 """
 from __future__ import annotations
 
+import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -26,16 +28,19 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ..atomic import atomic_write
 from ..config import Config
 from ..datasets import NodeDataset, feature_matrix
 from ..feature_rows import SparseRows, mostly_zero
 from ..graph import Graph
+from ..manifest import state_digests
 from ..masking import draw_ego_masks
 from ..sampling import EgoGraphs
 from ..seeding import loader_generator, seed_worker
 from .base import Batch, BatchSource, dist_rank_world
 
 EMBED_BATCH = 512  # ego-graphs per batch of the embedding pass
+FLUSH_SECONDS = 60.0  # how often a pass into a file records how far it got
 
 
 @dataclass
@@ -138,8 +143,8 @@ def make_loader(egos: EgoGraphs, graph: Graph, features: Any, batch_size: int, s
 @torch.no_grad()
 def ego_embeddings(model: torch.nn.Module, graph: Graph, features: Any, egos: EgoGraphs,
                    device: torch.device, batch_size: int = EMBED_BATCH, out: Optional[np.ndarray] = None,
-                   progress: bool = False, num_workers: int = 0,
-                   rows: Optional[Tuple[int, int]] = None) -> Union[Tensor, np.ndarray]:
+                   progress: bool = False, num_workers: int = 0, rows: Optional[Tuple[int, int]] = None,
+                   on_rows: Optional[Callable[[int], None]] = None) -> Union[Tensor, np.ndarray]:
     """Encoder output at every ego centre, one batch of ego-graphs at a time, so memory
     is bounded by the batch, not the graph. Row ``i`` belongs to ``egos.seeds[i]``; the
     last layer computes the centres only.
@@ -147,9 +152,10 @@ def ego_embeddings(model: torch.nn.Module, graph: Graph, features: Any, egos: Eg
     Returns a tensor, or, given ``out`` (``[len(egos), hidden]``, e.g. a memory-mapped
     ``.npy``), fills and returns it batch by batch: all embeddings of a graph of 10M nodes
     need not fit in memory. ``rows = (start, stop)`` computes those rows only (into the
-    same rows of ``out``): a rank's share, see :func:`shard_rows`. ``num_workers`` loader
-    processes assemble the batches while the encoder runs (the same result; worth it
-    where cores are spare).
+    same rows of ``out``): a rank's share, see :func:`shard_rows`. ``on_rows(next_row)``
+    is called after each batch written to ``out``. ``num_workers`` loader processes
+    assemble the batches while the encoder runs (the same result; worth it where cores
+    are spare).
     """
     model.eval()
     start, stop = rows if rows is not None else (0, len(egos))
@@ -164,6 +170,8 @@ def ego_embeddings(model: torch.nn.Module, graph: Graph, features: Any, egos: Eg
         else:
             out[done:done + len(z)] = z.numpy()
         done += len(z)
+        if on_rows is not None:
+            on_rows(done)
     return torch.cat(parts) if out is None else out
 
 
@@ -175,6 +183,14 @@ def shard_rows(num_rows: int, batch_size: int, rank: int, world: int) -> Tuple[i
     lo, hi = rank * batches // world, (rank + 1) * batches // world
     return min(lo * batch_size, num_rows), min(hi * batch_size, num_rows)
 
+
+
+def _read_json(path: Path) -> Optional[Dict[str, Any]]:
+    """The JSON object in ``path``, or None where it is missing or unreadable."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 class EgoBatches(BatchSource):
     """Batch source over global batches of ``data.batch_size`` ego-graphs, all of them per
@@ -238,30 +254,56 @@ class EgoBatches(BatchSource):
         b = self._monitor
         return b.graph.to(self.device), b.x.to(self.device), b.centres.to(self.device)
 
-    def embeddings(self, model: torch.nn.Module, spill: Optional[Path] = None, progress: bool = False) -> Tensor:
+    def embeddings(self, model: torch.nn.Module, spill: Optional[Path] = None, progress: bool = False,
+                   resume: bool = False) -> Tensor:
         """With ``spill``, collective: each rank writes its :func:`shard_rows` of the file
-        (across machines, the run directory must be on a filesystem they share). Without
-        it, this process embeds every node in memory."""
+        (across machines, the run directory must be on a filesystem they share), recording
+        every ``FLUSH_SECONDS`` how far it got; ``resume`` continues a pass cut short from
+        there when the partial file holds these weights' rows (bitwise the rows of an
+        uninterrupted pass: it restarts at a batch boundary). Without ``spill``, this
+        process embeds every node in memory."""
         workers = self.cfg.data.num_workers
         if spill is None:
             return ego_embeddings(model, self.graph, self.features, self.egos, self.device, progress=progress,
                                   num_workers=workers)
         partial = spill.with_name(spill.stem + ".partial.npy")  # renamed when complete
-        if self.rank == 0:
-            np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32,
-                                      shape=(len(self.egos), model.out_dim)).flush()
+        key_file = spill.with_name(spill.stem + ".partial.json")  # whose rows the partial file holds
+        marks = f"{spill.stem}.partial.rank*.json"  # each rank's next row
+        mark = spill.with_name(f"{spill.stem}.partial.rank{self.rank}-of-{self.world}.json")
+        key = {"weights": state_digests(model)["overall"], "shape": [len(self.egos), model.out_dim]}
+        if self.rank == 0 and not (resume and partial.exists() and _read_json(key_file) == key):
+            for stale in spill.parent.glob(marks):
+                stale.unlink()
+            np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=tuple(key["shape"])).flush()
+            with atomic_write(key_file, "w") as fh:
+                json.dump(key, fh)
         self.barrier()
         if not partial.exists():
             raise FileNotFoundError(f"rank {self.rank}: {partial} (created by rank 0) is not here: under torchrun "
                                     "across machines, --out must be a directory every machine shares")
+        start, stop = shard_rows(len(self.egos), EMBED_BATCH, self.rank, self.world)
+        begin = (_read_json(mark) or {}).get("next", start) if resume else start
+        begin = begin if start <= begin <= stop else start
         out = np.load(partial, mmap_mode="r+")
-        ego_embeddings(model, self.graph, self.features, self.egos, self.device, out=out, progress=progress,
-                       num_workers=workers, rows=shard_rows(len(self.egos), EMBED_BATCH, self.rank, self.world))
+        last = time.monotonic()
+
+        def record(next_row: int) -> None:
+            nonlocal last
+            if time.monotonic() - last >= FLUSH_SECONDS:
+                out.flush()  # the rows first, then the mark that says they are there
+                with atomic_write(mark, "w") as fh:
+                    json.dump({"next": next_row}, fh)
+                last = time.monotonic()
+
+        ego_embeddings(model, self.graph, self.features, self.egos, self.device, EMBED_BATCH, out=out,
+                       progress=progress, num_workers=workers, rows=(begin, stop), on_rows=record)
         out.flush()
-        del out
         self.barrier()
         if self.rank == 0:
             partial.replace(spill)
+            key_file.unlink()
+            for done in spill.parent.glob(marks):
+                done.unlink()
         self.barrier()
         return torch.from_numpy(np.load(spill, mmap_mode="c"))  # copy-on-write: the file stays as written
 
