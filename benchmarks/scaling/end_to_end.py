@@ -51,11 +51,6 @@ def status_mib(key: str) -> float:
     return float("nan")
 
 
-def peak_rss_mib() -> float:
-    """This process's peak resident set (``VmHWM``), MiB."""
-    return status_mib("VmHWM")
-
-
 def children_peak_rss_mib() -> float:
     """The largest peak RSS of any finished child process, MiB: the ego-graph workers up
     to that phase; after it, a child forked later (the manifest's environment probe)
@@ -74,8 +69,9 @@ class Phases:
     def run(self, name: str, fn: Callable[[], Any], note: Callable[[Any], str] = lambda _: "") -> Any:
         tic = time.perf_counter()
         out = fn()
-        row = {"phase": name, "seconds": round(time.perf_counter() - tic, 1), "peak_rss_mib": round(peak_rss_mib()),
-               "rss_anon_mib": round(status_mib("RssAnon")), "rss_file_mib": round(status_mib("RssFile")),
+        row = {"phase": name, "seconds": round(time.perf_counter() - tic, 1),
+               "peak_rss_mib": round(status_mib("VmHWM")), "rss_anon_mib": round(status_mib("RssAnon")),
+               "rss_file_mib": round(status_mib("RssFile")),
                "children_peak_rss_mib": round(children_peak_rss_mib()), "note": note(out)}
         self.rows.append(row)
         self.path.write_text(json.dumps(self.rows, indent=1))

@@ -184,13 +184,13 @@ def shard_rows(num_rows: int, batch_size: int, rank: int, world: int) -> Tuple[i
     return min(lo * batch_size, num_rows), min(hi * batch_size, num_rows)
 
 
-
 def _read_json(path: Path) -> Optional[Dict[str, Any]]:
     """The JSON object in ``path``, or None where it is missing or unreadable."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+
 
 class EgoBatches(BatchSource):
     """Batch source over global batches of ``data.batch_size`` ego-graphs, all of them per
@@ -259,7 +259,7 @@ class EgoBatches(BatchSource):
         """With ``spill``, collective: each rank writes its :func:`shard_rows` of the file
         (across machines, the run directory must be on a filesystem they share), recording
         every ``FLUSH_SECONDS`` how far it got; ``resume`` continues a pass cut short from
-        there when the partial file holds these weights' rows (bitwise the rows of an
+        there when the partial file holds this encoder's rows (bitwise the rows of an
         uninterrupted pass: it restarts at a batch boundary). Without ``spill``, this
         process embeds every node in memory."""
         workers = self.cfg.data.num_workers
@@ -270,7 +270,7 @@ class EgoBatches(BatchSource):
         key_file = spill.with_name(spill.stem + ".partial.json")  # whose rows the partial file holds
         marks = f"{spill.stem}.partial.rank*.json"  # each rank's next row
         mark = spill.with_name(f"{spill.stem}.partial.rank{self.rank}-of-{self.world}.json")
-        key = {"weights": state_digests(model)["overall"], "shape": [len(self.egos), model.out_dim]}
+        key = {"encoder": state_digests(model.encoder)["overall"], "shape": [len(self.egos), model.out_dim]}
         if self.rank == 0 and not (resume and partial.exists() and _read_json(key_file) == key):
             for stale in spill.parent.glob(marks):
                 stale.unlink()
